@@ -1,0 +1,1 @@
+"""Keller--Segel chemotaxis: models, SIPF particle--field solvers, radial FD reference, blow-up."""

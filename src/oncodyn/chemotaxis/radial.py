@@ -1,0 +1,542 @@
+r"""Radial finite-volume reference solver of the Keller--Segel system, and its blow-up mass.
+
+For radially symmetric solutions in :math:`d \in \{2, 3\}` dimensions the system is
+
+.. math::
+    \rho_t = r^{1-d}\partial_r\!\left(r^{d-1}(\mu\rho_r - \chi\rho c_r)\right), \qquad
+    \epsilon c_t = r^{1-d}\partial_r(r^{d-1} c_r) - k^2 c + \rho,
+
+on :math:`0 \le r \le R` with no flux at :math:`r = R` (:math:`\mu\rho_r - \chi\rho c_r = 0`,
+:math:`c_r = 0`) and regularity at :math:`r = 0`. The mass
+:math:`M_0 = \int\rho\,dx = |S^{d-1}|\int_0^R \rho\, r^{d-1} dr` is conserved.
+
+Discretisation (:func:`solve_radial`):
+
+* finite volumes in :math:`r`: cells :math:`[r_{i-1/2}, r_{i+1/2}]`, :math:`i = 0..N-1`,
+  :math:`r_{-1/2} = 0`, :math:`r_{N-1/2} = R`, of volume
+  :math:`V_i = |S^{d-1}|(r_{i+1/2}^d - r_{i-1/2}^d)/d` and face area
+  :math:`A_{i+1/2} = |S^{d-1}| r_{i+1/2}^{d-1}`; the unknowns are cell averages, so
+  :math:`\sum_i V_i\rho_i` is the mass exactly. The face at :math:`r = 0` has zero area
+  (regularity) and the face at :math:`R` carries no flux;
+* the chemotactic flux is Scharfetter--Gummel: with :math:`h = r_{i+1} - r_i`,
+  :math:`P = \chi(c_{i+1} - c_i)/\mu` and :math:`B(x) = x/(e^x - 1)`, the outward flow
+  through :math:`r_{i+1/2}` is
+  :math:`\Phi_{i+1/2} = A\mu h^{-1}[B(-P)\rho_i - B(P)\rho_{i+1}]` -- central differences for
+  small :math:`P`, upwind for large :math:`|P|`, exact for the discrete Boltzmann states
+  :math:`\rho \propto e^{\chi c/\mu}`;
+* linearly implicit Euler, Gummel-type splitting: first
+  :math:`V(\epsilon/\delta t + k^2)c^{n+1} - \mathrm{div}_h\nabla_h c^{n+1} = V(\epsilon c^n/\delta t + \rho^n)`
+  (symmetric tridiagonal and constant in time: factored once), then
+  :math:`V\rho^{n+1}/\delta t + \mathrm{div}_h\Phi(\rho^{n+1}; c^{n+1}) = V\rho^n/\delta t`
+  (tridiagonal, by :func:`scipy.linalg.solve_banded`). The second matrix is an M-matrix
+  whose column sums are :math:`V_i/\delta t`, so for every :math:`\delta t` the density stays
+  non-negative and the mass is conserved to round-off, and the total concentration
+  :math:`\bar c = \sum_i V_i c_i` obeys the implicit-Euler recursion of
+  :math:`\epsilon\,d\bar c/dt = -k^2\bar c + M_0` exactly.
+
+Because the scheme is positive and conservative it cannot produce negative densities or
+overflow on its own; "unstable" therefore means, in order of test: a non-finite value, a
+negative density beyond round-off, :math:`\max\rho` above ``blowup_threshold`` times the
+initial peak density, or more than ``collapse_fraction`` of the mass in the innermost cell
+(the grid cannot represent a more concentrated state). All are the numerical signature of
+the finite-time blow-up (concentration at the origin) of the PDE solution.
+:func:`instability_threshold` bisects in the mass for the onset of that signature by ``t_end``.
+
+The module is a pure numerical kernel: no I/O, no printing, no global state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+from scipy.linalg import solve_banded
+from scipy.linalg.lapack import dpttrf, dpttrs
+from scipy.optimize import brentq
+
+GRIDS = ("uniform", "graded")
+DIMS = (2, 3)
+
+# Relative size (vs max rho) of a negative density that still counts as round-off: the
+# Scharfetter--Gummel matrix is an M-matrix, so the exact solution is >= 0 and LAPACK's
+# tridiagonal solve can only miss by a few ulps of the largest entry.
+NEGATIVE_TOL = 1e-12
+
+REASON_NONFINITE = "non-finite"
+REASON_NEGATIVE = "negative density"
+REASON_THRESHOLD = "rho_max above threshold"
+REASON_COLLAPSE = "mass collapsed into the innermost cell"
+
+
+def _require(cond: bool, field_name: str, allowed: str, value: Any) -> None:
+    if not cond:
+        raise ValueError(f"{field_name}: must be {allowed}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RadialParams:
+    """Model parameters of the radial Keller--Segel system.
+
+    Any object with the attributes ``mass, mu, chi, eps, k, dim`` may be used instead (e.g.
+    :class:`oncodyn.chemotaxis.models.KellerSegelParams`); this class only relaxes
+    ``chi >= 0`` so that pure diffusion can be run.
+
+    Attributes:
+        mass: M0 > 0, total cell mass (mass units).
+        mu: cell diffusivity mu > 0 (length^2 / time).
+        chi: chemo-sensitivity chi >= 0 (length^2 / (time * concentration)).
+        eps: epsilon >= 0, time-scale ratio of the chemical; 0 gives the elliptic equation.
+        k: decay rate of the chemical, >= 0 (1 / length); ``eps = k = 0`` is not solvable
+            with no-flux boundaries.
+        dim: space dimension d, 2 or 3.
+    """
+
+    mass: float
+    mu: float = 1.0
+    chi: float = 1.0
+    eps: float = 1e-4
+    k: float = 0.1
+    dim: int = 3
+
+    def __post_init__(self) -> None:
+        _check_params(self)
+
+
+def _check_params(p: Any) -> None:
+    for name in ("mass", "mu", "chi", "eps", "k", "dim"):
+        if not hasattr(p, name):
+            raise ValueError(f"params: must have attribute {name!r} (mass, mu, chi, eps, k, dim), got {type(p).__name__}")
+    _require(p.mass > 0, "mass", "> 0", p.mass)
+    _require(p.mu > 0, "mu", "> 0", p.mu)
+    _require(p.chi >= 0, "chi", ">= 0", p.chi)
+    _require(p.eps >= 0, "eps", ">= 0", p.eps)
+    _require(p.k >= 0, "k", ">= 0", p.k)
+    _require(p.dim in DIMS, "dim", "2 or 3", p.dim)
+    _require(p.eps > 0 or p.k > 0, "k", "> 0 when eps = 0 (the no-flux elliptic problem is singular)", p.k)
+
+
+@dataclass(frozen=True)
+class RadialOptions:
+    """Numerical options of :func:`solve_radial`.
+
+    Attributes:
+        r_max: R > 0, outer radius of the domain (length units); R > r0.
+        n_r: number of cells N >= 10.
+        dt: time step (time units), > 0; the run uses ``t_end / round(t_end / dt)``.
+        t_end: final time (time units), > 0.
+        grid: ``uniform`` (cells of size R/N) or ``graded`` (sizes growing geometrically from
+            ``h_min`` at r = 0, so that h ~ (q - 1) r away from the origin).
+        h_min: size of the innermost cell of the ``graded`` grid (length units),
+            0 < h_min < R / N; ignored for ``uniform``.
+        r0: radius of the initial uniform ball (length units), 0 < r0 < R.
+        blowup_threshold: the run is unstable once max(rho) exceeds this multiple of the
+            initial peak density, > 1.
+        collapse_fraction: ... or once more than this fraction of the mass sits in the
+            innermost cell, in (0, 1]; 1 switches the test off.
+        record_every: record diagnostics every this many steps (>= 1); t = 0, t_end and the
+            step at which the run turns unstable are always recorded.
+    """
+
+    r_max: float = 20.0
+    n_r: int = 2000
+    dt: float = 1e-5
+    t_end: float = 1.0
+    grid: str = "graded"
+    h_min: float = 1e-4
+    r0: float = 1.0
+    blowup_threshold: float = 1e6
+    collapse_fraction: float = 0.5
+    record_every: int = 10
+
+    def __post_init__(self) -> None:
+        _require(self.r_max > 0, "r_max", "> 0", self.r_max)
+        _require(isinstance(self.n_r, (int, np.integer)) and self.n_r >= 10, "n_r", "an integer >= 10", self.n_r)
+        _require(self.dt > 0, "dt", "> 0", self.dt)
+        _require(self.t_end > 0, "t_end", "> 0", self.t_end)
+        _require(self.grid in GRIDS, "grid", "one of " + ", ".join(GRIDS), self.grid)
+        if self.grid == "graded":
+            _require(0 < self.h_min < self.r_max / self.n_r, "h_min", f"in (0, r_max / n_r = {self.r_max / self.n_r:g}) for a graded grid", self.h_min)
+        _require(0 < self.r0 < self.r_max, "r0", f"in (0, r_max = {self.r_max:g})", self.r0)
+        _require(self.blowup_threshold > 1, "blowup_threshold", "> 1", self.blowup_threshold)
+        _require(0 < self.collapse_fraction <= 1, "collapse_fraction", "in (0, 1]", self.collapse_fraction)
+        _require(isinstance(self.record_every, (int, np.integer)) and self.record_every >= 1, "record_every", "an integer >= 1", self.record_every)
+
+    @property
+    def n_steps(self) -> int:
+        """Number of time steps, round(t_end / dt) (at least 1)."""
+        return max(1, int(round(self.t_end / self.dt)))
+
+
+@dataclass(frozen=True)
+class RadialGrid:
+    """Finite-volume grid on [0, R] for the radial Laplacian in d dimensions.
+
+    Attributes:
+        faces: [N+1] r_{i-1/2}, from 0 to R (length).
+        centres: [N] cell midpoints (length).
+        volumes: [N] V_i = |S^{d-1}| (r_{i+1/2}^d - r_{i-1/2}^d) / d (length^d).
+        areas: [N-1] |S^{d-1}| r_{i+1/2}^{d-1} of the interior faces (length^{d-1}).
+        spacing: [N-1] centre distances r_{i+1} - r_i (length).
+        dim: d.
+    """
+
+    faces: np.ndarray
+    centres: np.ndarray
+    volumes: np.ndarray
+    areas: np.ndarray
+    spacing: np.ndarray
+    dim: int
+
+    @property
+    def n(self) -> int:
+        return self.centres.size
+
+    @staticmethod
+    def from_faces(faces: np.ndarray, dim: int) -> "RadialGrid":
+        """Grid of the given increasing faces [N+1] (faces[0] = 0) in dimension ``dim``."""
+        faces = np.asarray(faces, dtype=float)
+        sphere = sphere_area(dim)
+        centres = 0.5 * (faces[1:] + faces[:-1])
+        volumes = sphere * (faces[1:] ** dim - faces[:-1] ** dim) / dim
+        areas = sphere * faces[1:-1] ** (dim - 1)
+        return RadialGrid(faces, centres, volumes, areas, np.diff(centres), dim)
+
+    def cell_average(self, f: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        r"""Cell averages [N] of a radial function :math:`f(r)` (vectorised), weight :math:`r^{d-1}`.
+
+        Four-point Gauss--Legendre per cell, exact for polynomials of degree 7 in r.
+        """
+        x, w = np.polynomial.legendre.leggauss(4)
+        lo, hi = self.faces[:-1, None], self.faces[1:, None]
+        r = 0.5 * (hi - lo) * x[None, :] + 0.5 * (hi + lo)
+        integral = (0.5 * (hi - lo) * w[None, :] * r ** (self.dim - 1) * f(r)).sum(axis=1)
+        return sphere_area(self.dim) * integral / self.volumes
+
+
+def sphere_area(dim: int) -> float:
+    """|S^{d-1}|, the area of the unit sphere in R^d (2 pi for d = 2, 4 pi for d = 3)."""
+    return 2.0 * math.pi ** (dim / 2) / math.gamma(dim / 2)
+
+
+def ball_volume(radius: float, dim: int) -> float:
+    """|B_r| = |S^{d-1}| r^d / d."""
+    return sphere_area(dim) * radius**dim / dim
+
+
+def make_grid(options: RadialOptions, dim: int) -> RadialGrid:
+    """The grid of ``options`` (``uniform`` or ``graded``) in dimension ``dim``.
+
+    The graded grid has cell sizes h_j = h_min q^j, j = 0..N-1, with q > 1 the root of
+    h_min (q^N - 1) / (q - 1) = R.
+    """
+    n, R = options.n_r, options.r_max
+    if options.grid == "uniform":
+        faces = np.linspace(0.0, R, n + 1)
+    else:
+        h0 = options.h_min
+
+        def excess(logq: float) -> float:  # sum of the cell sizes minus R, in units of h0
+            return math.expm1(n * logq) / math.expm1(logq) - R / h0
+
+        # excess(0+) = n - R/h0 < 0; the last cell alone reaches R at q^(n-1) = R/h0.
+        logq = brentq(excess, 1e-14, math.log(R / h0) / (n - 1), xtol=1e-16, rtol=1e-14)
+        sizes = h0 * np.exp(logq * np.arange(n))
+        faces = np.concatenate(([0.0], np.cumsum(sizes)))
+        faces *= R / faces[-1]  # remove the root-finding round-off; faces[-1] == R exactly
+        faces[-1] = R
+    return RadialGrid.from_faces(faces, dim)
+
+
+def uniform_ball(grid: RadialGrid, mass: float, r0: float) -> np.ndarray:
+    """Cell averages [N] of the indicator of the ball of radius r0 carrying ``mass``.
+
+    The cell cut by r = r0 gets its volume fraction inside the ball (the jump is smeared over
+    one cell), so the discrete mass is exactly ``mass`` (density units: mass / length^d).
+    """
+    d = grid.dim
+    inner = np.minimum(grid.faces, r0) ** d
+    frac = np.diff(inner) / np.diff(grid.faces**d)
+    return (mass / ball_volume(r0, d)) * frac
+
+
+@dataclass
+class RadialResult:
+    """Output of :func:`solve_radial`.
+
+    Attributes:
+        r: [N] cell centres (length).
+        volumes: [N] cell volumes (length^d), so that ``(volumes * rho).sum()`` is the mass.
+        t: [n_rec] recording times (time).
+        rho_max: [n_rec] max_i rho_i (mass / length^d).
+        c_max: [n_rec] c in the innermost cell, c at r ~ 0 (concentration).
+        mass: [n_rec] sum_i V_i rho_i (mass).
+        c_total: [n_rec] sum_i V_i c_i, the total concentration (concentration * length^d).
+        rho: [N] density at the last completed step (the first unstable one, if unstable).
+        c: [N] concentration at the last completed step.
+        unstable: whether the run was stopped as unstable.
+        t_unstable: time of the first unstable step, else None.
+        reason: why it is unstable (``non-finite``, ``negative density``,
+            ``rho_max above threshold``, ``mass collapsed into the innermost cell``), or ``""``.
+        n_steps: time steps taken.
+        dt: the time step used (t_end / n_steps).
+    """
+
+    r: np.ndarray
+    volumes: np.ndarray
+    t: np.ndarray
+    rho_max: np.ndarray
+    c_max: np.ndarray
+    mass: np.ndarray
+    c_total: np.ndarray
+    rho: np.ndarray
+    c: np.ndarray
+    unstable: bool = False
+    t_unstable: float | None = None
+    reason: str = ""
+    n_steps: int = 0
+    dt: float = 0.0
+    grid: RadialGrid | None = field(default=None, repr=False)
+
+
+def bernoulli(x: np.ndarray) -> np.ndarray:
+    """B(x) = x / (e^x - 1), B(0) = 1, evaluated without overflow for any |x|."""
+    ax = np.abs(x)
+    small = ax < 1e-8
+    safe = np.where(small, 1.0, ax)
+    b = np.where(small, 1.0 - 0.5 * ax, safe * np.exp(-safe) / -np.expm1(-safe))  # B(|x|)
+    return b + np.maximum(-x, 0.0)  # B(-|x|) = B(|x|) + |x|
+
+
+def _sg_coefficients(c: np.ndarray, chi_over_mu: float) -> tuple[np.ndarray, np.ndarray]:
+    """(B(-P), B(P)) at the interior faces [N-1], P = chi (c_{i+1} - c_i) / mu."""
+    p = chi_over_mu * np.diff(c)
+    ap = np.abs(p)
+    small = ap < 1e-8
+    safe = np.where(small, 1.0, ap)
+    b = np.where(small, 1.0 - 0.5 * ap, safe * np.exp(-safe) / -np.expm1(-safe))
+    return b + np.maximum(p, 0.0), b + np.maximum(-p, 0.0)
+
+
+def _param(params: Any, name: str) -> float:
+    return getattr(params, name)
+
+
+def solve_radial(
+    params: Any,
+    options: RadialOptions,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    rho0: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
+    c0: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
+) -> RadialResult:
+    r"""Solve the radial Keller--Segel system to ``t_end`` or until the run turns unstable.
+
+    Args:
+        params: ``mass, mu, chi, eps, k, dim`` (:class:`RadialParams`, or e.g.
+            :class:`~oncodyn.chemotaxis.models.KellerSegelParams`).
+        options: :class:`RadialOptions`.
+        progress: optional ``progress(step, n_steps)``, called at every record.
+        rho0: initial density, cell averages [N] or a vectorised function of r (averaged by
+            :meth:`RadialGrid.cell_average`); default the uniform ball of radius ``r0``
+            carrying ``params.mass``. A given profile is used as is (its own mass).
+        c0: initial concentration, likewise; default 0.
+
+    Returns:
+        :class:`RadialResult`. The run stops at the first unstable step.
+
+    Raises:
+        ValueError: invalid parameters (message names the field).
+    """
+    _check_params(params)
+    d = int(_param(params, "dim"))
+    mu, chi = float(_param(params, "mu")), float(_param(params, "chi"))
+    eps, k = float(_param(params, "eps")), float(_param(params, "k"))
+    grid = make_grid(options, d)
+    n = grid.n
+    n_steps = options.n_steps
+    dt = options.t_end / n_steps
+
+    def initial(value, default):
+        if value is None:
+            return default
+        arr = grid.cell_average(value) if callable(value) else np.array(value, dtype=float)
+        if arr.shape != (n,):
+            raise ValueError(f"initial profile: must have shape ({n},), got {arr.shape}")
+        return arr
+
+    rho = initial(rho0, None)
+    if rho is None:
+        rho = uniform_ball(grid, float(_param(params, "mass")), options.r0)
+    c = initial(c0, np.zeros(n))
+    V, A, h = grid.volumes, grid.areas, grid.spacing
+    mass0 = float(V @ rho)
+
+    # -- chemical: V(eps/dt + k^2) c - div(grad c), symmetric positive definite, factored once.
+    tc = A / h
+    beta = eps / dt + k * k
+    c_diag = V * beta
+    c_diag[:-1] += tc
+    c_diag[1:] += tc
+    c_d, c_e, info = dpttrf(c_diag, -tc)
+    if info != 0:  # pragma: no cover - SPD by construction
+        raise np.linalg.LinAlgError(f"chemical matrix not positive definite (info={info})")
+    eps_dt = eps / dt
+
+    # -- density: V/dt rho + T (a rho_i - g rho_{i+1}) fluxes, T = A mu / h.
+    tr = A * mu / h
+    v_dt = V / dt
+    chi_mu = chi / mu
+    ab = np.zeros((3, n))
+
+    rho_scale = float(rho.max())
+    threshold = options.blowup_threshold * rho_scale
+    collapse = options.collapse_fraction * mass0 if options.collapse_fraction < 1 else math.inf
+
+    rec_t, rec_rmax, rec_cmax, rec_mass, rec_ctot = [], [], [], [], []
+
+    def record(step: int) -> None:
+        rec_t.append(step * dt)
+        rec_rmax.append(float(rho.max()))
+        rec_cmax.append(float(c[0]))
+        rec_mass.append(float(V @ rho))
+        rec_ctot.append(float(V @ c))
+        if progress is not None:
+            progress(step, n_steps)
+
+    record(0)
+    unstable, t_unstable, reason = False, None, ""
+    step = 0
+    for step in range(1, n_steps + 1):
+        c_new, info = dpttrs(c_d, c_e, V * (eps_dt * c + rho))
+        a, g = _sg_coefficients(c_new, chi_mu)
+        ta, tg = tr * a, tr * g
+        ab[0, 1:] = -tg  # super-diagonal
+        ab[2, :-1] = -ta  # sub-diagonal
+        diag = ab[1]
+        diag[:] = v_dt
+        diag[:-1] += ta
+        diag[1:] += tg
+        rho_new = solve_banded((1, 1), ab, v_dt * rho, overwrite_ab=True, overwrite_b=True, check_finite=False)
+        rho, c = rho_new, c_new
+        rmax, rmin = rho.max(), rho.min()
+        if not (math.isfinite(rmax) and math.isfinite(rmin) and math.isfinite(c[0])):
+            reason = REASON_NONFINITE
+        elif rmin < -NEGATIVE_TOL * rmax:
+            reason = REASON_NEGATIVE
+        elif rmax > threshold:
+            reason = REASON_THRESHOLD
+        elif V[0] * rho[0] > collapse:
+            reason = REASON_COLLAPSE
+        if reason:
+            unstable, t_unstable = True, step * dt
+            record(step)
+            break
+        if step % options.record_every == 0 or step == n_steps:
+            record(step)
+
+    return RadialResult(
+        r=grid.centres,
+        volumes=V,
+        t=np.asarray(rec_t),
+        rho_max=np.asarray(rec_rmax),
+        c_max=np.asarray(rec_cmax),
+        mass=np.asarray(rec_mass),
+        c_total=np.asarray(rec_ctot),
+        rho=rho,
+        c=c,
+        unstable=unstable,
+        t_unstable=t_unstable,
+        reason=reason,
+        n_steps=step,
+        dt=dt,
+        grid=grid,
+    )
+
+
+@dataclass(frozen=True)
+class ThresholdRun:
+    """One run of :func:`instability_threshold`.
+
+    Attributes:
+        mass: M0 of the run (mass units).
+        unstable: whether it turned unstable by ``t_end``.
+        t_unstable: when, else None (time units).
+        reason: :attr:`RadialResult.reason`.
+        rho_max: max rho at the last recorded step (mass / length^d).
+    """
+
+    mass: float
+    unstable: bool
+    t_unstable: float | None
+    reason: str
+    rho_max: float
+
+
+class ThresholdResult(NamedTuple):
+    """Bracket [m_lo, m_hi] of the instability mass (m_lo stable, m_hi unstable) and the runs."""
+
+    m_lo: float
+    m_hi: float
+    runs: list[ThresholdRun]
+
+
+def instability_threshold(
+    params: Any,
+    options: RadialOptions,
+    m_lo: float,
+    m_hi: float,
+    tol: float = 0.05,
+    *,
+    check_bracket: bool = True,
+    max_runs: int = 60,
+    progress: Callable[[ThresholdRun], None] | None = None,
+) -> ThresholdResult:
+    """Bisect in the mass for the smallest M0 whose run turns unstable by ``options.t_end``.
+
+    Args:
+        params: base parameters (a dataclass: the mass is changed by
+            :func:`dataclasses.replace`) or a factory ``mass -> params``.
+        options: :class:`RadialOptions` of every run.
+        m_lo: a mass believed stable (mass units).
+        m_hi: a mass believed unstable, > m_lo.
+        tol: stop when m_hi - m_lo <= tol (mass units), > 0.
+        check_bracket: run m_lo and m_hi first and raise ValueError if they do not bracket.
+        max_runs: cap on the number of runs.
+        progress: optional callable receiving each :class:`ThresholdRun` as it completes.
+
+    Returns:
+        :class:`ThresholdResult` ``(m_lo, m_hi, runs)`` with m_lo stable and m_hi unstable
+        (when ``check_bracket``) and ``runs`` in the order they were made.
+
+    Raises:
+        ValueError: bad bracket/tolerance, or (``check_bracket``) endpoints that do not
+            bracket the threshold.
+    """
+    _require(m_lo > 0, "m_lo", "> 0", m_lo)
+    _require(m_hi > m_lo, "m_hi", f"> m_lo = {m_lo!r}", m_hi)
+    _require(tol > 0, "tol", "> 0", tol)
+    make = params if callable(params) else (lambda m: replace(params, mass=m))
+    runs: list[ThresholdRun] = []
+
+    def run(m: float) -> bool:
+        res = solve_radial(make(m), options)
+        rec = ThresholdRun(float(m), res.unstable, res.t_unstable, res.reason, float(res.rho_max[-1]))
+        runs.append(rec)
+        if progress is not None:
+            progress(rec)
+        return res.unstable
+
+    if check_bracket:
+        if run(m_lo):
+            raise ValueError(f"m_lo: must give a stable run by t_end, got {m_lo!r} ({runs[-1].reason} at t={runs[-1].t_unstable})")
+        if not run(m_hi):
+            raise ValueError(f"m_hi: must give an unstable run by t_end, got {m_hi!r}")
+    while m_hi - m_lo > tol and len(runs) < max_runs:
+        mid = 0.5 * (m_lo + m_hi)
+        if run(mid):
+            m_hi = mid
+        else:
+            m_lo = mid
+    return ThresholdResult(m_lo, m_hi, runs)

@@ -1,0 +1,118 @@
+"""Experiment configuration: validated models, YAML in, ``--set key=value`` overrides.
+
+Every registered experiment declares a pydantic model derived from :class:`ExperimentConfig`
+(unknown keys are errors, values are range-checked). :func:`load_config` merges, in order,
+the model's defaults, a named preset (``quick``, ``demo``, ...), a YAML file and the
+``--set`` overrides, then validates once; any problem raises :class:`ConfigError` whose
+message names each bad field and what is allowed -- before any work starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message meant for the user."""
+
+
+class ExperimentConfig(BaseModel):
+    """Base of all experiment configs.
+
+    Attributes:
+        seed: base seed of every random draw of the run.
+        device: ``auto`` | ``cpu`` | ``cuda``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    seed: int = 0
+    device: str = "auto"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v not in ("auto", "cpu", "cuda"):
+            raise ValueError("must be one of auto, cpu, cuda")
+        return v
+
+
+def even_modes(v: int) -> int:
+    """Validator body: a Fourier mode count must be even and >= 2."""
+    if v < 2 or v % 2:
+        raise ValueError("must be an even integer >= 2 (H modes per dimension)")
+    return v
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """``["a=1", "b.c=[1, 2]"]`` -> ``{"a": 1, "b": {"c": [1, 2]}}`` (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {e}") from None
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def format_errors(cls: type[BaseModel], err: ValidationError, where: str) -> str:
+    """One readable message listing each invalid field with the allowed values."""
+    lines = [f"invalid configuration for {where}:"]
+    allowed = ", ".join(cls.model_fields)
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - {loc}: unknown key (allowed keys: {allowed})")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"  - {loc}: {msg} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_config(cls: type[ExperimentConfig], path: str | Path | None = None, sets: list[str] | None = None,
+                preset: str | None = None, where: str = "experiment", extra: dict | None = None) -> ExperimentConfig:
+    """Build and validate a config: defaults <- preset <- YAML file <- ``extra`` <- ``--set``."""
+    data: dict[str, Any] = {}
+    if preset:
+        if preset not in cls.presets:
+            raise ConfigError(f"preset {preset!r} is not defined for {where} (available: {', '.join(cls.presets) or 'none'})")
+        data = _merge(data, cls.presets[preset])
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file {p} does not exist")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of key: value")
+        data = _merge(data, loaded)
+    data = _merge(data, extra or {})
+    data = _merge(data, parse_set(sets))
+    try:
+        return cls(**data)
+    except ValidationError as e:
+        raise ConfigError(format_errors(cls, e, where)) from None
+
+
+def dump_config(cfg: BaseModel) -> str:
+    """The resolved config as YAML."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

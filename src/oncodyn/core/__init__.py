@@ -1,0 +1,1 @@
+"""Shared numerical core: grids, spectral tools, particles, random numbers, run loop."""

@@ -1,0 +1,1 @@
+"""Run directories, fields and particle snapshots, checkpoints."""
