@@ -16,7 +16,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/oncodyn run sipf-focusing --demo --out runs/demo
+	$(BIN)/oncodyn run sipf-focusing --preset demo --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -40,14 +40,20 @@ def _cmd_run(args) -> int:
     cfg = load_config(exp.config, args.config, args.set, preset=preset, where=args.name, extra=extra)
     device = resolve_device(cfg.device)
     out = Path(args.out or f"runs/{args.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    text = dump_config(cfg)
+    old = out / "config.yaml"
+    if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()) and old.exists() \
+            and old.read_text() != text:
+        raise ConfigError(f"{out} holds checkpoints of a run with a different configuration; "
+                          "resume with the same settings or choose another --out")
     rd = RunDir(out)
-    rd.write_config(dump_config(cfg))
+    rd.write_config(text)
     rd.write_meta(experiment=exp.name, seed=cfg.seed, device=device, preset=preset, status="running")
     log = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
     ctx = RunContext(rundir=rd, device=device, progress=not args.quiet, log=log)
     result = exp.run(cfg, ctx)
-    figures = exp.plot(rd) if exp.plot else []
     rd.write_metrics({**result.metrics, "tables": [t.as_dict() for t in result.tables]})
+    figures = exp.plot(rd) if exp.plot else []
     rd.write_report(report_markdown(exp.name, result, figures))
     rd.write_meta(experiment=exp.name, seed=cfg.seed, device=device, preset=preset, status="finished",
                   wall_time_s=rd.elapsed())

@@ -300,27 +300,24 @@ class RadialResult:
     grid: RadialGrid | None = field(default=None, repr=False)
 
 
-def bernoulli(x: np.ndarray) -> np.ndarray:
-    """B(x) = x / (e^x - 1), B(0) = 1, evaluated without overflow for any |x|."""
-    ax = np.abs(x)
+def _bernoulli_abs(ax: np.ndarray) -> np.ndarray:
+    """B(|x|) for ax = |x| >= 0, as |x| e^{-|x|} / (1 - e^{-|x|}): no overflow."""
     small = ax < 1e-8
     safe = np.where(small, 1.0, ax)
-    b = np.where(small, 1.0 - 0.5 * ax, safe * np.exp(-safe) / -np.expm1(-safe))  # B(|x|)
-    return b + np.maximum(-x, 0.0)  # B(-|x|) = B(|x|) + |x|
+    return np.where(small, 1.0 - 0.5 * ax, safe * np.exp(-safe) / -np.expm1(-safe))
+
+
+def bernoulli(x: np.ndarray) -> np.ndarray:
+    """B(x) = x / (e^x - 1), B(0) = 1, evaluated without overflow for any |x| (any shape)."""
+    x = np.asarray(x, dtype=float)
+    return _bernoulli_abs(np.abs(x)) + np.maximum(-x, 0.0)  # B(-|x|) = B(|x|) + |x|
 
 
 def _sg_coefficients(c: np.ndarray, chi_over_mu: float) -> tuple[np.ndarray, np.ndarray]:
     """(B(-P), B(P)) at the interior faces [N-1], P = chi (c_{i+1} - c_i) / mu."""
     p = chi_over_mu * np.diff(c)
-    ap = np.abs(p)
-    small = ap < 1e-8
-    safe = np.where(small, 1.0, ap)
-    b = np.where(small, 1.0 - 0.5 * ap, safe * np.exp(-safe) / -np.expm1(-safe))
+    b = _bernoulli_abs(np.abs(p))
     return b + np.maximum(p, 0.0), b + np.maximum(-p, 0.0)
-
-
-def _param(params: Any, name: str) -> float:
-    return getattr(params, name)
 
 
 def solve_radial(
@@ -350,9 +347,9 @@ def solve_radial(
         ValueError: invalid parameters (message names the field).
     """
     _check_params(params)
-    d = int(_param(params, "dim"))
-    mu, chi = float(_param(params, "mu")), float(_param(params, "chi"))
-    eps, k = float(_param(params, "eps")), float(_param(params, "k"))
+    d = int(params.dim)
+    mu, chi = float(params.mu), float(params.chi)
+    eps, k = float(params.eps), float(params.k)
     grid = make_grid(options, d)
     n = grid.n
     n_steps = options.n_steps
@@ -368,7 +365,7 @@ def solve_radial(
 
     rho = initial(rho0, None)
     if rho is None:
-        rho = uniform_ball(grid, float(_param(params, "mass")), options.r0)
+        rho = uniform_ball(grid, float(params.mass), options.r0)
     c = initial(c0, np.zeros(n))
     V, A, h = grid.volumes, grid.areas, grid.spacing
     mass0 = float(V @ rho)

@@ -1,3 +1,4 @@
 """Registered experiments; importing this package registers them all."""
 
 from oncodyn.experiments import sipf_focusing  # noqa: F401
+from oncodyn.experiments import sipf_convergence  # noqa: F401

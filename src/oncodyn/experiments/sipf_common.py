@@ -37,7 +37,7 @@ class SIPFConfig(ExperimentConfig):
     variant: Literal["exact", "spectral", "random_batch"] = "exact"
     interaction: Literal["auto", "fmm", "direct"] = "auto"
     batch_size: int = Field(100, ge=2)
-    nufft_tol: float = Field(1e-9, gt=0, lt=1)
+    nufft_tol: float = Field(1e-6, gt=0, lt=1)
     fmm_tol: float = Field(1e-6, gt=0, lt=1)
     radius0: float = Field(1.0, gt=0)
     diag_every: int = Field(10, ge=1)
