@@ -224,6 +224,16 @@ def test_large_mass_turns_unstable_before_t1():
     assert calls[0] == (0, 1000) and calls[-1][0] == res.n_steps
 
 
+@pytest.mark.parametrize("factor, blows_up", [(0.9, False), (1.5, True)])
+def test_2d_critical_mass(factor, blows_up):
+    # 2D: radial solutions blow up iff M0 > 8 pi mu / chi (parabolic--elliptic limit; here
+    # eps = 1e-4, k = 0.1 are small perturbations). 0.9 and 1.5 x 8 pi are far enough from
+    # the critical mass for T = 1 (the T = 1 threshold of this setup is ~27.9 = 1.11 x 8 pi).
+    mass = factor * 8 * math.pi
+    res = solve_radial(RadialParams(mass=mass, dim=2), replace(COARSE, dt=1e-2))
+    assert res.unstable == blows_up, (res.reason, res.t_unstable)
+
+
 def test_collapse_detected_on_coarse_uniform_grid():
     # a uniform grid cannot hold 1e6 x the initial density (all mass in cell 0 is ~1e5 x):
     # the collapse test must catch the blow-up instead

@@ -91,6 +91,17 @@ def register(name: str, config: type[ExperimentConfig], summary: str, plot: Call
     return deco
 
 
+def plotter(name: str):
+    """Decorator attaching ``fn(rundir) -> [paths]`` as the figure function of experiment ``name``."""
+
+    def deco(fn):
+        e = REGISTRY[name]
+        REGISTRY[name] = Experiment(e.name, e.summary, e.config, e.run, fn)
+        return fn
+
+    return deco
+
+
 def get(name: str) -> Experiment:
     """The experiment ``name``; unknown names list the registered ones."""
     from oncodyn import experiments  # noqa: F401  (imports register every module)

@@ -1,7 +1,7 @@
-"""S1 (focusing): M0 = 20 diffuses, M0 = 80 concentrates at the origin; ||c||_inf(t) for several H.
+"""S1 (focusing): M0 = 20 diffuses, M0 = 80 concentrates at the origin; ‖c‖∞(t) for several H.
 
 Published (SIPF paper, base setting, T = 0.1): M0 = 20 diffuses, M0 = 80 concentrates at the
-origin with c sharp there (slice z = 0); ||c||_inf(t) differs strongly between H = 12, 16,
+origin with c sharp there (slice z = 0); ‖c‖∞(t) differs strongly between H = 12, 16,
 24 only for M0 = 80. 284 s on one RTX 2070 Super GPU (exact variant, P = 10^4, H = 24).
 """
 
@@ -65,17 +65,17 @@ def plot_focusing(rd: RunDir) -> list:
     t = ds.t.values
     out.append(fg.curves(rd.figures / "c_inf_vs_t.png",
                          {f"M0={m:g}": {f"H={h}": (t, ds.c_inf.sel(mass=m, H=h).values) for h in Hs} for m in masses},
-                         "t", "||c||_inf", logy=True))
+                         "t", "‖c‖∞", logy=True))
     if len(Hs) > 1:
         lo, hi = min(Hs), max(Hs)
         out.append(fg.curves(rd.figures / "R_vs_t.png",
                              {"R(t)": {f"M0={m:g}": (t, indicator(ds.c_inf.sel(mass=m, H=hi).values, ds.c_inf.sel(mass=m, H=lo).values))
                                        for m in masses}},
-                             "t", f"R = ||c||_inf(H={hi}) / ||c||_inf(H={lo})", hline=1.0))
+                             "t", f"R = ‖c‖∞(H={hi}) / ‖c‖∞(H={lo})", hline=1.0))
     return out
 
 
-@register(NAME, FocusingConfig, "S1: M0=20 diffuses, M0=80 concentrates; ||c||_inf(t) for H=12/16/24",
+@register(NAME, FocusingConfig, "S1: M0=20 diffuses, M0=80 concentrates; ‖c‖∞(t) for H=12/16/24",
           plot=plot_focusing)
 def run_focusing(cfg: FocusingConfig, ctx: RunContext) -> ExperimentResult:
     import xarray as xr
