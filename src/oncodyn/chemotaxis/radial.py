@@ -206,7 +206,8 @@ class RadialGrid:
     def cell_average(self, f: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         r"""Cell averages [N] of a radial function :math:`f(r)` (vectorised), weight :math:`r^{d-1}`.
 
-        Four-point Gauss--Legendre per cell, exact for polynomials of degree 7 in r.
+        Four-point Gauss--Legendre per cell, exact when :math:`r^{d-1}f` is a polynomial of
+        degree <= 7 in r.
         """
         x, w = np.polynomial.legendre.leggauss(4)
         lo, hi = self.faces[:-1, None], self.faces[1:, None]

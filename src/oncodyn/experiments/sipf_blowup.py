@@ -23,7 +23,7 @@ from oncodyn.chemotaxis.driver import initial_particles, simulate
 from oncodyn.core.particles import sample_clusters
 from oncodyn.core.rng import generator
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, plotter, register
-from oncodyn.experiments.sipf_common import SIPFConfig, modes_list, steps_of
+from oncodyn.experiments.sipf_common import SIPFConfig, Variant, modes_list, steps_of
 from oncodyn.io.rundir import RunDir
 from oncodyn.viz.figures import fit_slope
 
@@ -78,7 +78,7 @@ def paired_indicator(cfg: BlowupConfig, ctx: RunContext, mass: float, x0: np.nda
 class CriticalMassConfig(BlowupConfig):
     """S6: bisect M0 in [``mass_lower``, ``mass_upper``] to ``mass_tol``; radial FD threshold beside it."""
 
-    variant: str = "spectral"
+    variant: Variant = "spectral"
     nufft_tol: float = Field(1e-4, gt=0, lt=1)
     mass_lower: float = Field(44.0, gt=0)
     mass_upper: float = Field(52.0, gt=0)
@@ -161,7 +161,7 @@ class SupNormConfig(BlowupConfig):
     """S2: ‖c‖∞(T) for each H in ``modes`` at ``mass``."""
 
     mass: float = 80.0
-    variant: str = "spectral"
+    variant: Variant = "spectral"
     modes: list[int] = [8, 12, 16, 20, 24]
     presets = {"quick": {"n_particles": 1000, "t_end": 0.02, "modes": [6, 8, 12], "workers": 1, "diag_every": 10},
                "exact": {"variant": "exact"}}
@@ -200,7 +200,7 @@ def plot_supnorm(rd: RunDir) -> list:
 class ClustersConfig(BlowupConfig):
     """S7: ``n_clusters`` balls of radius ``cluster_radius`` on a circle of radius ``spacing``, ``cluster_mass`` each."""
 
-    variant: str = "spectral"
+    variant: Variant = "spectral"
     n_clusters: int = Field(4, ge=2)
     cluster_mass: float = Field(30.0, gt=0)
     cluster_radius: float = Field(0.5, gt=0)

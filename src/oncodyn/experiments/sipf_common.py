@@ -11,6 +11,9 @@ from oncodyn.chemotaxis.sipf import SIPFOptions
 from oncodyn.config import ExperimentConfig, even_modes
 
 
+Variant = Literal["exact", "spectral", "random_batch"]
+
+
 class SIPFConfig(ExperimentConfig):
     """Model and solver fields (the spec's base setting as defaults).
 
@@ -34,7 +37,7 @@ class SIPFConfig(ExperimentConfig):
     n_modes: int = 24
     dt: float = Field(1e-4, gt=0)
     n_particles: int = Field(10_000, ge=2)
-    variant: Literal["exact", "spectral", "random_batch"] = "exact"
+    variant: Variant = "exact"
     interaction: Literal["auto", "fmm", "direct"] = "auto"
     batch_size: int = Field(100, ge=2)
     nufft_tol: float = Field(1e-6, gt=0, lt=1)
