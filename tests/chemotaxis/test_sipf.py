@@ -127,7 +127,7 @@ def test_fast_exact_path_agrees_with_faithful_algorithm():
     so positions agree to far below one noise increment (sqrt(2 dt) = 0.014).
     """
     p = KellerSegelParams(mass=60.0)
-    o = SIPFOptions(n_modes=12, dt=1e-4, n_particles=300, fmm_tol=1e-10)
+    o = SIPFOptions(n_modes=12, dt=1e-4, n_particles=300, nufft_tol=1e-10)
     fast, ref = SIPFSolver(p, o), SIPFReference(p, o)
     x0 = initial_particles(p, 300, seed=5)
     assert np.max(np.abs(fast.rho_hat(x0) - ref.rho_hat(x0))) < 1e-10
@@ -155,3 +155,11 @@ def test_2d_virial_identity_parabolic_elliptic(rng):
     F = s.particle_interaction(x)
     lhs = 2 * p.chi * np.sum(x * F) * s.weight  # d/dt m2 from the drift
     assert lhs == pytest.approx(-p.chi * p.mass**2 * 399 / (2 * np.pi * 400), rel=1e-10)
+
+
+def test_compiled_direct_sum_matches_array_direct_sum(rng):
+    x = rng.uniform(-1, 1, (500, 3))
+    x[:5] = 1e-6 * rng.standard_normal((5, 3))
+    a = interaction.interaction_direct_compiled(x, 0.7, 0.02)
+    b = interaction.interaction_direct(x, 0.7, 0.02)
+    assert np.max(np.abs(a - b)) < 1e-9 * np.max(np.abs(b))

@@ -36,7 +36,7 @@ from oncodyn.core.grid import FourierGrid
 from oncodyn.core.spectral import NUFFT, gradient_coefficients
 
 VARIANTS = ("exact", "spectral", "random_batch")
-INTERACTIONS = ("auto", "fmm", "direct")
+INTERACTIONS = ("auto", "fmm", "direct", "compiled")
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,9 @@ class SIPFOptions:
         dt: time step (time units), > 0.
         n_particles: P >= 2.
         variant: ``exact`` | ``spectral`` | ``random_batch``.
-        interaction: fast summation for ``exact``: ``auto`` (FMM in 3D on CPU, direct sum in
-            2D or on CUDA), ``fmm`` or ``direct``.
+        interaction: summation of the exact pair interaction: ``auto`` (3D CPU: ``compiled``
+            up to ``COMPILED_DIRECT_MAX_P`` particles, ``fmm`` beyond; 2D or CUDA: ``direct``),
+            ``compiled`` (numba direct sum), ``fmm`` (fmm3dpy) or ``direct`` (torch arrays).
         batch_size: R, batch size of ``random_batch`` (>= 2).
         nufft_tol: requested relative tolerance of the NUFFTs (1e-6: far below the
             O(P^{-1/2}) Monte Carlo error of the particle density, at a third of the cost of 1e-9).
@@ -138,9 +139,12 @@ class SIPFSolver:
         self.nufft = make_nufft(self.grid, options.nufft_tol, options.device, n_trans2=params.dim)
         method = options.interaction
         if method == "auto":
-            method = "fmm" if (params.dim == 3 and options.device == "cpu") else "direct"
-        if method == "fmm" and params.dim != 3:
-            raise ValueError("interaction: 'fmm' is available in 3D only; use 'direct' or 'auto' in 2D")
+            if params.dim == 3 and options.device == "cpu":
+                method = "compiled" if options.n_particles <= interaction.COMPILED_DIRECT_MAX_P else "fmm"
+            else:
+                method = "direct"
+        if method in ("fmm", "compiled") and params.dim != 3:
+            raise ValueError(f"interaction: {method!r} is available in 3D only; use 'direct' or 'auto' in 2D")
         self.interaction_method = method
 
     # -- pieces -------------------------------------------------------------------------
@@ -168,6 +172,8 @@ class SIPFSolver:
             return interaction.interaction_random_batch(x, self.beta, self.weight, o.batch_size, self.rng)
         if self.interaction_method == "fmm":
             return interaction.interaction_fmm(x, self.beta, self.weight, o.fmm_tol)
+        if self.interaction_method == "compiled":
+            return interaction.interaction_direct_compiled(x, self.beta, self.weight)
         return interaction.interaction_direct(x, self.beta, self.weight, device=o.device)
 
     def drift(self, state: SIPFState) -> np.ndarray:

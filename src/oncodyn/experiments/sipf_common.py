@@ -21,7 +21,7 @@ class SIPFConfig(ExperimentConfig):
         mu, chi, eps, k, length, dim: the Keller--Segel model (see ``KellerSegelParams``).
         n_modes: H, Fourier modes per dimension (even).
         dt: time step; n_particles: P; variant: exact | spectral | random_batch.
-        interaction: auto | fmm | direct (the exact variant's summation method).
+        interaction: auto | compiled | fmm | direct (the exact variant's summation method).
         batch_size: R of the random-batch variant.
         nufft_tol, fmm_tol: requested tolerances of the NUFFT and of the FMM.
         radius0: radius of the initial uniform ball.
@@ -38,7 +38,7 @@ class SIPFConfig(ExperimentConfig):
     dt: float = Field(1e-4, gt=0)
     n_particles: int = Field(10_000, ge=2)
     variant: Variant = "exact"
-    interaction: Literal["auto", "fmm", "direct"] = "auto"
+    interaction: Literal["auto", "fmm", "direct", "compiled"] = "auto"
     batch_size: int = Field(100, ge=2)
     nufft_tol: float = Field(1e-6, gt=0, lt=1)
     fmm_tol: float = Field(1e-6, gt=0, lt=1)
