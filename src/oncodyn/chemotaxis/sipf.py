@@ -115,6 +115,16 @@ class SIPFState:
                    np.array(d["alpha_prev"]) if "alpha_prev" in d else None)
 
 
+def green_symbol(grid: FourierGrid, beta2: float) -> np.ndarray:
+    """Fourier symbol 1/(|omega|^2 + beta^2) of the Green's function, ``[H]*d``.
+
+    For beta = 0 (eps = k = 0) the mean mode is set to 0: the periodic problem then fixes c
+    up to a constant, which the drift does not see.
+    """
+    denom = grid.omega_squared + beta2
+    return np.where(denom > 0, 1.0 / np.where(denom > 0, denom, 1.0), 0.0)
+
+
 class SIPFSolver:
     """Fast SIPF solver (NUFFT + FMM / direct / random-batch interaction).
 
@@ -133,9 +143,7 @@ class SIPFSolver:
         self.beta = float(np.sqrt(self.beta2))
         self.weight = params.mass / options.n_particles
         self.rng = rng if rng is not None else np.random.default_rng(0)
-        denom = self.grid.omega_squared + self.beta2
-        with np.errstate(divide="ignore"):
-            self.green_hat = np.where(denom > 0, 1.0 / np.where(denom > 0, denom, 1.0), 0.0)
+        self.green_hat = green_symbol(self.grid, self.beta2)
         self.nufft = make_nufft(self.grid, options.nufft_tol, options.device, n_trans2=params.dim)
         method = options.interaction
         if method == "auto":

@@ -28,13 +28,15 @@ import numpy as np
 
 from oncodyn.chemotaxis.interaction import grad_kernel, interaction_direct
 from oncodyn.chemotaxis.models import KellerSegelParams
-from oncodyn.chemotaxis.sipf import SIPFOptions, SIPFState
-from oncodyn.core.grid import FourierGrid
+from oncodyn.chemotaxis.sipf import SIPFOptions, SIPFSolver, SIPFState
 from oncodyn.core.spectral import direct_type1, direct_type2, gradient_coefficients
 
 
-class SIPFReference:
+class SIPFReference(SIPFSolver):
     """Faithful (vectorised, not handicapped) implementation of the published algorithm.
+
+    Shares the time loop (:meth:`SIPFSolver.step`) with the fast solver and replaces the three
+    pieces that differ: :meth:`rho_hat`, the smooth part of :meth:`drift` and the pair sum.
 
     Args:
         params: the model.
@@ -42,25 +44,15 @@ class SIPFReference:
         chunk: particles per vectorised batch of the per-particle FFTs.
     """
 
-    order = 1
-
     def __init__(self, params: KellerSegelParams, options: SIPFOptions, chunk: int = 128):
-        self.params, self.options, self.chunk = params, options, chunk
-        self.grid = g = FourierGrid(options.n_modes, params.length, params.dim)
-        self.beta2 = params.beta2(options.dt)
-        self.beta = float(np.sqrt(self.beta2))
-        self.weight = params.mass / options.n_particles
-        denom = g.omega_squared + self.beta2
-        self.green_hat = np.where(denom > 0, 1.0 / np.where(denom > 0, denom, 1.0), 0.0)
+        super().__init__(params, replace(options, variant="exact"))
+        self.chunk = chunk
+        g = self.grid
         h, H = g.spacing, g.n_modes
         q = np.arange(H) - H // 2
         offsets = np.stack(np.meshgrid(*([(q + 0.5) * h] * g.dim), indexing="ij"), axis=-1)
         self.quad_kernel = grad_kernel(offsets, self.beta) * h**g.dim  # [H]*d + [d]
         self._q = q
-
-    def init(self, x0: np.ndarray, alpha0: np.ndarray | None = None) -> SIPFState:
-        a0 = np.zeros(self.grid.shape, dtype=complex) if alpha0 is None else np.asarray(alpha0, dtype=complex)
-        return SIPFState(0, 0.0, np.array(x0, dtype=float), a0, None)
 
     def rho_hat(self, x: np.ndarray) -> np.ndarray:
         """Direct sum :math:`(M_0/P)L^{-d}\\sum_p e^{-i\\omega\\cdot x_p}`, ``[H]*d``."""
@@ -101,10 +93,3 @@ class SIPFReference:
             return np.real(grad).T
         smooth = (self.params.eps / self.options.dt) * self.smooth_convolution_gradient(state.alpha_prev, state.x)
         return smooth + interaction_direct(state.x, self.beta, self.weight)
-
-    def step(self, state: SIPFState, dW: np.ndarray) -> SIPFState:
-        p, dt = self.params, self.options.dt
-        x = state.x + p.chi * dt * self.drift(state) + np.sqrt(2.0 * p.mu) * dW
-        self.grid.clip(x)
-        alpha = ((p.eps / dt) * state.alpha + self.rho_hat(x)) * self.green_hat
-        return replace(state, step=state.step + 1, t=state.t + dt, x=x, alpha=alpha, alpha_prev=state.alpha)

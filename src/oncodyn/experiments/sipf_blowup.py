@@ -38,11 +38,23 @@ def _run_one(job: dict) -> dict:
             "stopped": res.info["stopped"]}
 
 
+def _single_threaded() -> None:
+    """Worker initializer: one thread per process (OpenMP, torch, numba), no oversubscription."""
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["NUMBA_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def run_jobs(jobs: list[dict], workers: int) -> list[dict]:
-    """Run independent SIPF jobs, in ``workers`` processes when > 1."""
+    """Run independent SIPF jobs, in ``workers`` single-threaded processes when > 1."""
     if workers <= 1 or len(jobs) == 1:
         return [_run_one(j) for j in jobs]
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as ex:
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"),
+                             initializer=_single_threaded) as ex:
         return list(ex.map(_run_one, jobs))
 
 
