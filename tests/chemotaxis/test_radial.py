@@ -311,8 +311,9 @@ def test_bad_params_raise(field, value):
 
 
 def test_elliptic_without_decay_is_rejected():
+    """eps = k = 0 is a valid model (the SIPF parabolic--elliptic case) but not solvable with no flux."""
     with pytest.raises(ValueError, match="^k:"):
-        RadialParams(mass=1.0, eps=0.0, k=0.0)
+        solve_radial(RadialParams(mass=1.0, eps=0.0, k=0.0), COARSE)
 
 
 def test_bad_initial_profile_shape():

@@ -29,7 +29,7 @@ class KellerSegelParams:
     Attributes:
         mass: M0 > 0, total cell mass (mass units).
         mu: mobility (diffusivity of cells), > 0 (length^2 / time).
-        chi: chemo-sensitivity, > 0.
+        chi: chemo-sensitivity, >= 0 (0: pure diffusion).
         eps: epsilon >= 0, time-scale ratio of the chemical; 0 gives the parabolic--elliptic
             system.
         k: decay rate of the chemical, >= 0 (1 / length).
@@ -48,7 +48,7 @@ class KellerSegelParams:
     def __post_init__(self) -> None:
         _require(self.mass > 0, "mass", "> 0", self.mass)
         _require(self.mu > 0, "mu", "> 0", self.mu)
-        _require(self.chi > 0, "chi", "> 0", self.chi)
+        _require(self.chi >= 0, "chi", ">= 0", self.chi)
         _require(self.eps >= 0, "eps", ">= 0", self.eps)
         _require(self.k >= 0, "k", ">= 0", self.k)
         _require(self.length > 0, "length", "> 0", self.length)

@@ -43,10 +43,11 @@ the finite-time blow-up (concentration at the origin) of the PDE solution.
 :func:`instability_threshold` bisects in the mass for the onset of that signature by ``t_end``.
 
 Measured (d = 3, mu = chi = 1, eps = 1e-4, k = 0.1, r0 = 1, R = 20, t_end = 1): the
-instability mass is 48.07-48.09 for every grid tried -- graded with n_r = 500..8000 and h_min
-= 1e-5..1e-3, uniform with dr = 1e-2, 1e-3 and 1e-4 -- and it moves with dt only
-(48.16 at dt = 1e-3, 48.08 at 1e-4, 48.07 at 1e-5), and not with ``blowup_threshold``
-(1e3..1e8). The published radial FD reference gives (47.6, 47.8).
+instability mass is 48.07-48.09 on every grid tried -- graded with n_r = 500..8000 and h_min
+= 1e-5..1e-3, uniform with dr = 1e-2 and 1e-3 (bisected to 0.008), and uniform dr = 1e-4
+(stable at 48.05, unstable at 48.10 with dt = 1e-4; stable at 47.8 with dt = 1e-5) -- it moves
+with dt only (48.16 at dt = 1e-3, 48.08 at 1e-4, 48.07 at 1e-5), and not with
+``blowup_threshold`` (1e3..1e8). The published radial FD reference gives (47.6, 47.8).
 
 The module is a pure numerical kernel: no I/O, no printing, no global state.
 """
@@ -62,6 +63,8 @@ from scipy.linalg import solve_banded
 from scipy.linalg.lapack import dpttrf, dpttrs
 from scipy.optimize import brentq
 
+from oncodyn.chemotaxis.models import KellerSegelParams, _require
+
 GRIDS = ("uniform", "graded")
 DIMS = (2, 3)
 
@@ -76,38 +79,9 @@ REASON_THRESHOLD = "rho_max above threshold"
 REASON_COLLAPSE = "mass collapsed into the innermost cell"
 
 
-def _require(cond: bool, field_name: str, allowed: str, value: Any) -> None:
-    if not cond:
-        raise ValueError(f"{field_name}: must be {allowed}, got {value!r}")
-
-
-@dataclass(frozen=True)
-class RadialParams:
-    """Model parameters of the radial Keller--Segel system.
-
-    Any object with the attributes ``mass, mu, chi, eps, k, dim`` may be used instead (e.g.
-    :class:`oncodyn.chemotaxis.models.KellerSegelParams`); this class only relaxes
-    ``chi >= 0`` so that pure diffusion can be run.
-
-    Attributes:
-        mass: M0 > 0, total cell mass (mass units).
-        mu: cell diffusivity mu > 0 (length^2 / time).
-        chi: chemo-sensitivity chi >= 0 (length^2 / (time * concentration)).
-        eps: epsilon >= 0, time-scale ratio of the chemical; 0 gives the elliptic equation.
-        k: decay rate of the chemical, >= 0 (1 / length); ``eps = k = 0`` is not solvable
-            with no-flux boundaries.
-        dim: space dimension d, 2 or 3.
-    """
-
-    mass: float
-    mu: float = 1.0
-    chi: float = 1.0
-    eps: float = 1e-4
-    k: float = 0.1
-    dim: int = 3
-
-    def __post_init__(self) -> None:
-        _check_params(self)
+#: The radial solver takes the model's parameters (``length`` is not used: the domain is
+#: ``RadialOptions.r_max``); any object with ``mass, mu, chi, eps, k, dim`` also works.
+RadialParams = KellerSegelParams
 
 
 def _check_params(p: Any) -> None:
