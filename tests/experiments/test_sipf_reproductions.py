@@ -45,3 +45,12 @@ def test_2d_parabolic_elliptic_critical_mass_near_8pi(rng):
     fit = np.polyfit(masses, np.array(slopes) / masses, 1)  # slope/M0 = 4 - M0 (P-1)/(2 pi P)
     m_crit = -fit[1] / fit[0]
     assert m_crit == pytest.approx(critical_mass_2d(), rel=0.05)
+
+
+def test_s6_radial_fd_instability_mass_near_published():
+    """S6 reference: the radial FD scheme turns unstable by T = 1 at a mass within 3 % of (47.6, 47.8)."""
+    from oncodyn.chemotaxis import radial
+
+    opts = radial.RadialOptions(n_r=2000, dt=1e-4, t_end=1.0, grid="graded")
+    res = radial.instability_threshold(KellerSegelParams(mass=47.0), opts, 46.0, 50.0, 0.05)
+    assert 47.6 * 0.97 < res.m_lo and res.m_hi < 47.8 * 1.03

@@ -98,11 +98,12 @@ class CriticalMassConfig(BlowupConfig):
     radial: bool = True
     radial_cells: int = Field(2000, ge=10)
     radial_dt: float = Field(1e-4, gt=0)
+    radial_tol: float = Field(0.01, gt=0)
 
     presets = {
         "quick": {"n_particles": 1000, "t_end": 0.05, "h_fine": 12, "h_coarse": 6, "mass_lower": 20.0,
                   "mass_upper": 200.0, "mass_tol": 40.0, "workers": 1, "diag_every": 10, "radial_cells": 200,
-                  "radial_dt": 1e-3},
+                  "radial_dt": 1e-3, "radial_tol": 5.0},
         "exact": {"variant": "exact", "nufft_tol": 1e-6, "n_particles": 2000},
     }
 
@@ -114,7 +115,7 @@ def _radial_threshold(cfg: CriticalMassConfig, ctx: RunContext) -> dict | None:
     opts = radial.RadialOptions(n_r=cfg.radial_cells, dt=cfg.radial_dt, t_end=cfg.t_end, grid="graded")
     ctx.log(f"S6: radial FD instability threshold (graded grid, {cfg.radial_cells} cells, dt={cfg.radial_dt:g})")
     try:
-        res = radial.instability_threshold(base, opts, cfg.mass_lower, cfg.mass_upper, cfg.mass_tol)
+        res = radial.instability_threshold(base, opts, cfg.mass_lower, cfg.mass_upper, cfg.radial_tol)
     except ValueError as e:  # not a bracket for the radial scheme: report it
         return {"error": str(e)}
     return {"interval": [res.m_lo, res.m_hi]}
@@ -144,8 +145,8 @@ def run_critical(cfg: CriticalMassConfig, ctx: RunContext) -> ExperimentResult:
     rows = [[f"SIPF {cfg.variant} (P={cfg.n_particles}, H={cfg.h_fine}/{cfg.h_coarse}, dt={cfg.dt:g}, seed={cfg.seed})",
              "(47.6, 47.8)", f"({lo:.3g}, {hi:.3g})", "yes" if overlap else "no"]]
     if rad is not None:
-        ours = f"({rad['interval'][0]:.3g}, {rad['interval'][1]:.3g})" if "interval" in rad else rad["error"]
-        rows.append([f"radial FD instability (graded, {cfg.radial_cells} cells, dt={cfg.radial_dt:g})",
+        ours = f"({rad['interval'][0]:.4g}, {rad['interval'][1]:.4g})" if "interval" in rad else rad["error"]
+        rows.append([f"radial FD instability (graded, {cfg.radial_cells} cells, dt={cfg.radial_dt:g}, tol={cfg.radial_tol:g})",
                      "(47.6, 47.8)", ours, ""])
     table = Comparison(
         title=f"S6 critical mass (T={cfg.t_end:g}, threshold R(T) > {BLOWUP_THRESHOLD})",
