@@ -47,7 +47,7 @@ def plot_errors(rd: RunDir) -> list:
     m = rd.read_metrics()
     if "dt" in m:
         return [fg.loglog_fit(rd.figures / "error_vs_dt.png",
-                              {"c(T) rel. L2": (m["dt"], m["err_c"]), "c-bar RMS rel.": (m["dt"], m["err_cbar"]),
+                              {"c(T) rel. L2": (m["dt"], m["err_c"]), "c-bar at T": (m["dt"], m["err_cbar"]),
                                "published c(T)": ([0.01 / 2**e for e in PUBLISHED_DT], [v[0] for v in PUBLISHED_DT.values()])},
                               "dt", "error", "S3: error vs dt")]
     if "P" in m:
@@ -80,10 +80,15 @@ class DtConvergenceConfig(SIPFConfig):
         return v
 
 
-def _cbar_error(series: dict, params) -> float:
+def _cbar_errors(series: dict, params) -> tuple[float, float]:
+    """Relative error of c-bar at T, and the RMS relative error over (0, T], against the exact ODE.
+
+    The published "c-bar error" column equals the first to all printed digits
+    (0.01773 ... 0.00113 at dt = 2^-4 ... 2^-8 T), so that is the one compared.
+    """
     t, cb = series["t"][1:], series["c_total"][1:]
-    ex = total_concentration_exact(t, params)
-    return float(np.sqrt(np.mean(((cb - ex) / ex) ** 2)))
+    rel = (cb - total_concentration_exact(t, params)) / total_concentration_exact(t, params)
+    return float(abs(rel[-1])), float(np.sqrt(np.mean(rel**2)))
 
 
 @register("sipf-dt-convergence", DtConvergenceConfig, "S3: relative L2 error of c(T) and c-bar error vs dt; order ~1", plot=plot_errors)
@@ -103,26 +108,27 @@ def run_dt(cfg: DtConvergenceConfig, ctx: RunContext) -> ExperimentResult:
                         checkpoint_path=ctx.rundir.checkpoint(f"dt{e}"))
 
     ref = one(cfg.ref_exponent)
-    rows, errs, cerrs, dts = [], [], [], []
+    rows, errs, cerrs, crms, dts = [], [], [], [], []
     for e in cfg.exponents:
         r = one(e)
-        err, cerr = rel_l2(r.state.alpha, ref.state.alpha), _cbar_error(r.series, params)
+        err = rel_l2(r.state.alpha, ref.state.alpha)
+        cerr, crm = _cbar_errors(r.series, params)
         pub = PUBLISHED_DT.get(e, (None, None))
-        rows.append([f"2^-{e} T", pub[0], err, None if pub[0] is None else err / pub[0], pub[1], cerr])
-        errs.append(err), cerrs.append(cerr), dts.append(cfg.t_end / 2**e)
+        rows.append([f"2^-{e} T", pub[0], err, None if pub[0] is None else err / pub[0], pub[1], cerr, crm])
+        errs.append(err), cerrs.append(cerr), crms.append(crm), dts.append(cfg.t_end / 2**e)
     order = fit_slope(np.array(dts), np.array(errs)) if len(dts) > 1 else float("nan")
     corder = fit_slope(np.array(dts), np.array(cerrs)) if len(dts) > 1 else float("nan")
-    rows.append(["fitted order", PUBLISHED_DT_ORDER, order, None, None, corder])
+    rows.append(["fitted order", PUBLISHED_DT_ORDER, order, None, None, corder, None])
     table = Comparison(
         title=f"S3 convergence in dt (M0={cfg.mass:g}, T={cfg.t_end:g}, H={cfg.n_modes}, P={cfg.n_particles}, "
               f"variant={cfg.variant}, reference dt=2^-{cfg.ref_exponent} T, seed={cfg.seed})",
-        columns=["dt", "published c(T) error", "ours", "ours/published", "published c-bar error", "ours c-bar"],
+        columns=["dt", "published c(T) error", "ours", "ours/published", "published c-bar error",
+                 "ours c-bar at T", "ours c-bar RMS over (0,T]"],
         rows=rows,
-        note="Shared initial particles and Brownian path; c-bar error is the RMS relative error over (0, T] "
-             "against the exact ODE solution.")
-    ctx.rundir.write_particles({"dt": np.array(dts), "err_c": np.array(errs), "err_cbar": np.array(cerrs)},
-                               "errors.npz")
-    return ExperimentResult(metrics={"dt": dts, "err_c": errs, "err_cbar": cerrs, "order_c": order,
+        note="Shared initial particles and Brownian path. c-bar errors are relative to the exact ODE solution; "
+             "the published c-bar column matches our error at t = T to all printed digits (the spec calls it an "
+             "RMS over [0, T], which is ~1.35x larger and is shown for completeness).")
+    return ExperimentResult(metrics={"dt": dts, "err_c": errs, "err_cbar": cerrs, "err_cbar_rms": crms, "order_c": order,
                                      "order_cbar": corder}, tables=[table])
 
 
