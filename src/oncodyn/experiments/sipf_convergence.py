@@ -132,6 +132,15 @@ def run_dt(cfg: DtConvergenceConfig, ctx: RunContext) -> ExperimentResult:
                                      "order_cbar": corder}, tables=[table])
 
 
+def error_rows(values: list, errs: list[float], published: dict, published_order: float) -> tuple[list, float]:
+    """Table rows (value, published, ours, ratio) plus the fitted log-log slope row; returns (rows, slope)."""
+    rows = [[v, published.get(v), e, None if published.get(v) is None else e / published[v]]
+            for v, e in zip(values, errs)]
+    slope = fit_slope(np.array(values), np.array(errs))
+    rows.append(["fitted exponent", published_order, slope, None])
+    return rows, slope
+
+
 class PConvergenceConfig(SIPFConfig):
     """S4: error of c(T) for P in ``particle_counts`` against a reference with ``n_particles``."""
 
@@ -151,7 +160,7 @@ def run_p(cfg: PConvergenceConfig, ctx: RunContext) -> ExperimentResult:
     ctx.log(f"S4: reference P={cfg.n_particles}, {cfg.variant}")
     ref = simulate(params, cfg.options(ctx.device), cfg.t_end, seed=cfg.seed, diag_every=10**9, sup_norms=False,
                    progress=ctx.progress, desc="reference", checkpoint_path=ctx.rundir.checkpoint("ref"))
-    rows, errs = [], []
+    errs = []
     for P in cfg.particle_counts:
         e = []
         for s in range(cfg.n_seeds):  # independent particle sets: the error is statistical, so average seeds
@@ -160,10 +169,7 @@ def run_p(cfg: PConvergenceConfig, ctx: RunContext) -> ExperimentResult:
                          checkpoint_path=ctx.rundir.checkpoint(f"P{P}_s{s}"))
             e.append(rel_l2(r.state.alpha, ref.state.alpha))
         errs.append(float(np.mean(e)))
-        pub = PUBLISHED_P.get(P)
-        rows.append([P, pub, errs[-1], None if pub is None else errs[-1] / pub])
-    slope = fit_slope(np.array(cfg.particle_counts), np.array(errs))
-    rows.append(["fitted exponent", PUBLISHED_P_ORDER, slope, None])
+    rows, slope = error_rows(cfg.particle_counts, errs, PUBLISHED_P, PUBLISHED_P_ORDER)
     table = Comparison(
         title=f"S4 convergence in P (M0={cfg.mass:g}, T={cfg.t_end:g}, H={cfg.n_modes}, dt={cfg.dt:g}, "
               f"reference P={cfg.n_particles}, variant={cfg.variant}, mean over {cfg.n_seeds} seeds)",
@@ -198,14 +204,8 @@ def run_h(cfg: HConvergenceConfig, ctx: RunContext) -> ExperimentResult:
                         checkpoint_path=ctx.rundir.checkpoint(f"H{H}"))
 
     ref = one(cfg.n_modes)
-    rows, errs = [], []
-    for H in cfg.modes:
-        r = one(H)
-        errs.append(rel_l2(r.state.alpha, common_modes(ref.state.alpha, H)))
-        pub = PUBLISHED_H.get(H)
-        rows.append([H, pub, errs[-1], None if pub is None else errs[-1] / pub])
-    slope = fit_slope(np.array(cfg.modes), np.array(errs))
-    rows.append(["fitted exponent", PUBLISHED_H_ORDER, slope, None])
+    errs = [rel_l2(one(H).state.alpha, common_modes(ref.state.alpha, H)) for H in cfg.modes]
+    rows, slope = error_rows(cfg.modes, errs, PUBLISHED_H, PUBLISHED_H_ORDER)
     table = Comparison(
         title=f"S5 convergence in H (M0={cfg.mass:g}, T={cfg.t_end:g}, P={cfg.n_particles}, dt={cfg.dt:g}, "
               f"reference H={cfg.n_modes}, variant={cfg.variant}, seed={cfg.seed})",
