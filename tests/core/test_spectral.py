@@ -50,3 +50,16 @@ def test_grid_validation():
         FourierGrid(7, 8.0, 3)
     with pytest.raises(ValueError, match="length"):
         FourierGrid(8, -1.0, 3)
+
+
+def test_torch_direct_backend_matches_finufft(rng):
+    """The CUDA fallback (dense torch sums) gives the same transforms; checked on the CPU device."""
+    from oncodyn.chemotaxis.sipf import TorchDirectNUFFT
+
+    g = FourierGrid(8, 8.0, 3)
+    x = rng.uniform(-4, 4, (200, 3))
+    w = rng.standard_normal(200)
+    a = rng.standard_normal((3,) + g.shape) + 0j
+    fast, dense = NUFFT(g, eps=1e-12, n_trans2=3), TorchDirectNUFFT(g, device="cpu", chunk=64)
+    assert np.allclose(dense.type1(x, w), fast.type1(x, w), atol=1e-9)
+    assert np.allclose(dense.type2(x, a), fast.type2(x, a), atol=1e-9)
