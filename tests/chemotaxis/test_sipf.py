@@ -163,3 +163,12 @@ def test_compiled_direct_sum_matches_array_direct_sum(rng):
     a = interaction.interaction_direct_compiled(x, 0.7, 0.02)
     b = interaction.interaction_direct(x, 0.7, 0.02)
     assert np.max(np.abs(a - b)) < 1e-9 * np.max(np.abs(b))
+
+
+def test_bisection_finds_a_known_threshold():
+    from oncodyn.chemotaxis.blowup import bisect_critical_mass
+
+    res = bisect_critical_mass(lambda m: 1.0 if m < 47.7 else 2.0, 40.0, 56.0, tol=0.1)
+    assert res.bracketed and res.lower < 47.7 <= res.upper and res.upper - res.lower <= 0.1
+    bad = bisect_critical_mass(lambda m: 1.0, 40.0, 56.0, tol=0.1)
+    assert not bad.bracketed and len(bad.evaluations) == 2

@@ -49,6 +49,7 @@ class Bisection:
     lower: float
     upper: float
     evaluations: list[tuple[float, float]] = field(default_factory=list)  # (M0, R(T))
+    bracketed: bool = True  # False: R(T) did not cross the threshold between the initial bounds
 
     @property
     def interval(self) -> tuple[float, float]:
@@ -62,7 +63,8 @@ def bisect_critical_mass(r_final: Callable[[float], float], lower: float, upper:
     Args:
         r_final: runs the paired simulations at mass M0 and returns R(T).
         lower, upper: initial bracket: R(T) <= threshold at ``lower`` and > threshold at
-            ``upper`` (both are checked; a bad bracket raises ``ValueError``).
+            ``upper``. Both are evaluated first; if they do not bracket the jump the result has
+            ``bracketed=False`` and holds those two evaluations (no bisection).
         tol: stop when ``upper - lower <= tol`` (mass units).
     """
     if not lower < upper:
@@ -71,8 +73,8 @@ def bisect_critical_mass(r_final: Callable[[float], float], lower: float, upper:
     for m in (lower, upper):
         res.evaluations.append((m, float(r_final(m))))
     if res.evaluations[0][1] > threshold or res.evaluations[1][1] <= threshold:
-        raise ValueError(f"not a bracket: R(T) = {res.evaluations[0][1]:.3f} at M0 = {lower}, "
-                         f"{res.evaluations[1][1]:.3f} at M0 = {upper} (threshold {threshold})")
+        res.bracketed = False
+        return res
     for _ in range(max_iter):
         if res.upper - res.lower <= tol:
             break
