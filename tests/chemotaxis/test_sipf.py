@@ -172,3 +172,16 @@ def test_bisection_finds_a_known_threshold():
     assert res.bracketed and res.lower < 47.7 <= res.upper and res.upper - res.lower <= 0.1
     bad = bisect_critical_mass(lambda m: 1.0, 40.0, 56.0, tol=0.1)
     assert not bad.bracketed and len(bad.evaluations) == 2
+
+
+def test_softened_pair_force_matches_between_backends_and_is_bounded(rng):
+    x = rng.uniform(-1, 1, (300, 3))
+    x[1] = x[0] + 1e-7  # a nearly coincident pair
+    a = interaction.interaction_direct_compiled(x, 1.0, 0.01, softening=0.05)
+    b = interaction.interaction_direct(x, 1.0, 0.01, softening=0.05)
+    assert np.max(np.abs(a - b)) < 1e-9 * np.max(np.abs(b))
+    exact = interaction.interaction_direct_compiled(x, 1.0, 0.01)
+    assert np.abs(exact[0]).max() > 1e6 * np.abs(a[0]).max()  # the exact force of the close pair is huge
+    assert np.abs(a[0]).max() < 0.01 * 300 / (4 * np.pi * 0.05**2)  # softened force is bounded by w P / (4 pi delta^2)
+    with pytest.raises(ValueError, match="softening"):
+        SIPFOptions(softening=0.1, interaction="fmm")

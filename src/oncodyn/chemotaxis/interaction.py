@@ -38,11 +38,15 @@ import numpy as np
 import torch
 
 
-def _grad_kernel_torch(diff: torch.Tensor, beta: float, dim: int) -> torch.Tensor:
-    """grad K at ``diff`` ``[..., d]`` with zero at diff = 0 (self pairs)."""
+def _grad_kernel_torch(diff: torch.Tensor, beta: float, dim: int, softening: float = 0.0) -> torch.Tensor:
+    """grad K at ``diff`` ``[..., d]`` with zero at diff = 0 (self pairs).
+
+    ``softening`` delta > 0 (3D) evaluates the radial factor at sqrt(r^2 + delta^2): a
+    small-distance treatment that bounds the pair force of close pairs.
+    """
     r2 = (diff * diff).sum(-1)
     zero = r2 == 0
-    r = torch.sqrt(torch.where(zero, torch.ones_like(r2), r2))
+    r = torch.sqrt(torch.where(zero, torch.ones_like(r2), r2 + softening**2))
     if dim == 3:
         f = -torch.exp(-beta * r) * (1.0 + beta * r) / (4.0 * math.pi * r**3)
     elif beta > 0:
@@ -60,15 +64,18 @@ def grad_kernel(diff: np.ndarray, beta: float) -> np.ndarray:
 
 
 def interaction_direct(x: np.ndarray, beta: float, weight: float, device: str = "cpu",
-                       chunk: int = 0) -> np.ndarray:
-    """Exact ``w sum_{q != p} grad K(x_p - x_q)`` by the chunked direct sum; ``[P, d]``."""
+                       chunk: int = 0, softening: float = 0.0) -> np.ndarray:
+    """Exact ``w sum_{q != p} grad K(x_p - x_q)`` by the chunked direct sum; ``[P, d]``.
+
+    ``softening``: see :func:`_grad_kernel_torch` (3D only; 0 = the exact kernel).
+    """
     P, d = x.shape
     xs = torch.as_tensor(x, dtype=torch.float64, device=device)
     chunk = chunk or max(1, min(P, 2_000_000 // max(P, 1)))
     out = torch.empty_like(xs)
     for s in range(0, P, chunk):
         diff = xs[s : s + chunk, None, :] - xs[None, :, :]
-        out[s : s + chunk] = _grad_kernel_torch(diff, beta, d).sum(1)
+        out[s : s + chunk] = _grad_kernel_torch(diff, beta, d, softening).sum(1)
     return weight * out.cpu().numpy()
 
 
@@ -80,7 +87,7 @@ def _compiled_kernel():
     from numba import njit, prange
 
     @njit(parallel=True, fastmath=False, cache=True)
-    def yukawa_grad_sum(x, beta, w):  # pragma: no cover - compiled
+    def yukawa_grad_sum(x, beta, w, delta2):  # pragma: no cover - compiled
         P = x.shape[0]
         out = np.zeros((P, 3))
         c = -w / (4.0 * math.pi)
@@ -95,6 +102,7 @@ def _compiled_kernel():
                 d2 = x2 - x[q, 2]
                 r2 = d0 * d0 + d1 * d1 + d2 * d2
                 if r2 > 0.0:
+                    r2 += delta2
                     r = math.sqrt(r2)
                     f = math.exp(-beta * r) * (1.0 + beta * r) / (r2 * r)
                     a0 += f * d0
@@ -111,14 +119,17 @@ def _compiled_kernel():
 _KERNEL = None
 
 
-def interaction_direct_compiled(x: np.ndarray, beta: float, weight: float) -> np.ndarray:
-    """Exact 3D ``w sum_{q != p} grad K(x_p - x_q)`` by a compiled threaded loop; ``[P, 3]``."""
+def interaction_direct_compiled(x: np.ndarray, beta: float, weight: float, softening: float = 0.0) -> np.ndarray:
+    """Exact 3D ``w sum_{q != p} grad K(x_p - x_q)`` by a compiled threaded loop; ``[P, 3]``.
+
+    ``softening``: see :func:`_grad_kernel_torch` (0 = the exact kernel).
+    """
     global _KERNEL
     if x.shape[1] != 3:
         raise ValueError("interaction_direct_compiled is 3D only; use interaction_direct in 2D")
     if _KERNEL is None:
         _KERNEL = _compiled_kernel()
-    return _KERNEL(np.ascontiguousarray(x, dtype=np.float64), float(beta), float(weight))
+    return _KERNEL(np.ascontiguousarray(x, dtype=np.float64), float(beta), float(weight), float(softening) ** 2)
 
 
 def interaction_fmm(x: np.ndarray, beta: float, weight: float, tol: float = 1e-6) -> np.ndarray:
@@ -135,7 +146,7 @@ def interaction_fmm(x: np.ndarray, beta: float, weight: float, tol: float = 1e-6
 
 
 def interaction_random_batch(x: np.ndarray, beta: float, weight: float, batch_size: int,
-                             rng: np.random.Generator) -> np.ndarray:
+                             rng: np.random.Generator, softening: float = 0.0) -> np.ndarray:
     """Random-batch estimate of the interaction; batches of ``batch_size`` (>= 2); ``[P, d]``.
 
     The particles are split by a random permutation into batches of R (the last batch
@@ -150,15 +161,16 @@ def interaction_random_batch(x: np.ndarray, beta: float, weight: float, batch_si
     out = np.zeros_like(x)
     n_full = P // R
     xs = torch.as_tensor(x[perm[: n_full * R]].reshape(n_full, R, d))
-    f = _grad_kernel_torch(xs[:, :, None, :] - xs[:, None, :, :], beta, d).sum(2).reshape(-1, d)
+    f = _grad_kernel_torch(xs[:, :, None, :] - xs[:, None, :, :], beta, d, softening).sum(2).reshape(-1, d)
     out[perm[: n_full * R]] = f.numpy() * (weight * (P - 1) / (R - 1))
     rest = perm[n_full * R :]
     if len(rest) >= 2:
         xr = torch.as_tensor(x[rest])
-        fr = _grad_kernel_torch(xr[:, None, :] - xr[None, :, :], beta, d).sum(1)
+        fr = _grad_kernel_torch(xr[:, None, :] - xr[None, :, :], beta, d, softening).sum(1)
         out[rest] = fr.numpy() * (weight * (P - 1) / (len(rest) - 1))
     elif len(rest) == 1:  # a lone particle: pair it with a random other particle
         q = rng.integers(0, P - 1)
         q = q + (q >= rest[0])
-        out[rest[0]] = grad_kernel(x[rest[0]] - x[q], beta) * weight * (P - 1)
+        diff = torch.as_tensor(x[rest[0]] - x[q])
+        out[rest[0]] = _grad_kernel_torch(diff, beta, d, softening).numpy() * weight * (P - 1)
     return out

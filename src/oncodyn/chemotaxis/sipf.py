@@ -52,6 +52,9 @@ class SIPFOptions:
             up to ``COMPILED_DIRECT_MAX_P`` particles, ``fmm`` beyond; 2D or CUDA: ``direct``),
             ``compiled`` (numba direct sum), ``fmm`` (fmm3dpy) or ``direct`` (torch arrays).
         batch_size: R, batch size of ``random_batch`` (>= 2).
+        softening: delta >= 0 (length): small-distance treatment of the pair force of
+            ``exact`` / ``random_batch``, evaluated at sqrt(r^2 + delta^2); 0 (default) is
+            the published exact kernel. Not available with the FMM.
         nufft_tol: requested relative tolerance of the NUFFTs (1e-6: far below the
             O(P^{-1/2}) Monte Carlo error of the particle density, at a third of the cost of 1e-9).
         fmm_tol: requested relative tolerance of the FMM.
@@ -64,6 +67,7 @@ class SIPFOptions:
     variant: str = "exact"
     interaction: str = "auto"
     batch_size: int = 100
+    softening: float = 0.0
     nufft_tol: float = 1e-6
     fmm_tol: float = 1e-6
     device: str = "cpu"
@@ -81,6 +85,10 @@ class SIPFOptions:
             raise ValueError(f"interaction: must be one of {', '.join(INTERACTIONS)}, got {self.interaction!r}")
         if self.batch_size < 2:
             raise ValueError(f"batch_size: must be >= 2, got {self.batch_size!r}")
+        if self.softening < 0:
+            raise ValueError(f"softening: must be >= 0, got {self.softening!r}")
+        if self.softening > 0 and self.interaction == "fmm":
+            raise ValueError("softening: must be 0 with interaction 'fmm' (use 'compiled' or 'direct')")
 
 
 @dataclass
@@ -148,7 +156,8 @@ class SIPFSolver:
         method = options.interaction
         if method == "auto":
             if params.dim == 3 and options.device == "cpu":
-                method = "compiled" if options.n_particles <= interaction.COMPILED_DIRECT_MAX_P else "fmm"
+                small = options.n_particles <= interaction.COMPILED_DIRECT_MAX_P
+                method = "compiled" if (small or options.softening > 0) else "fmm"
             else:
                 method = "direct"
         if method in ("fmm", "compiled") and params.dim != 3:
@@ -177,12 +186,13 @@ class SIPFSolver:
         """``(M0/P) sum_{q != p} grad K(x_p - x_q)``, ``[P, d]``, by the configured method."""
         o = self.options
         if o.variant == "random_batch":
-            return interaction.interaction_random_batch(x, self.beta, self.weight, o.batch_size, self.rng)
+            return interaction.interaction_random_batch(x, self.beta, self.weight, o.batch_size, self.rng,
+                                                        softening=o.softening)
         if self.interaction_method == "fmm":
             return interaction.interaction_fmm(x, self.beta, self.weight, o.fmm_tol)
         if self.interaction_method == "compiled":
-            return interaction.interaction_direct_compiled(x, self.beta, self.weight)
-        return interaction.interaction_direct(x, self.beta, self.weight, device=o.device)
+            return interaction.interaction_direct_compiled(x, self.beta, self.weight, o.softening)
+        return interaction.interaction_direct(x, self.beta, self.weight, device=o.device, softening=o.softening)
 
     def drift(self, state: SIPFState) -> np.ndarray:
         """:math:`\\nabla c_n(X_n)` as the variant defines it, ``[P, d]``."""

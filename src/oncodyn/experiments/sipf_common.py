@@ -23,6 +23,7 @@ class SIPFConfig(ExperimentConfig):
         dt: time step; n_particles: P; variant: exact | spectral | random_batch.
         interaction: auto | compiled | fmm | direct (the exact variant's summation method).
         batch_size: R of the random-batch variant.
+        softening: small-distance treatment of the exact pair force (0 = exact kernel).
         nufft_tol, fmm_tol: requested tolerances of the NUFFT and of the FMM.
         radius0: radius of the initial uniform ball.
         diag_every: steps between diagnostics (sup norms, c-bar, second moment).
@@ -40,6 +41,7 @@ class SIPFConfig(ExperimentConfig):
     variant: Variant = "exact"
     interaction: Literal["auto", "fmm", "direct", "compiled"] = "auto"
     batch_size: int = Field(100, ge=2)
+    softening: float = Field(0.0, ge=0)
     nufft_tol: float = Field(1e-6, gt=0, lt=1)
     fmm_tol: float = Field(1e-6, gt=0, lt=1)
     radius0: float = Field(1.0, gt=0)
@@ -53,7 +55,7 @@ class SIPFConfig(ExperimentConfig):
 
     def options(self, device: str = "cpu", **over) -> SIPFOptions:
         kw = dict(n_modes=self.n_modes, dt=self.dt, n_particles=self.n_particles, variant=self.variant,
-                  interaction=self.interaction, batch_size=self.batch_size, nufft_tol=self.nufft_tol,
+                  interaction=self.interaction, batch_size=self.batch_size, softening=self.softening, nufft_tol=self.nufft_tol,
                   fmm_tol=self.fmm_tol, device=device)
         kw.update(over)
         return SIPFOptions(**kw)
