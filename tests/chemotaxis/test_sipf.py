@@ -9,7 +9,7 @@ from oncodyn.chemotaxis.models import KellerSegelParams, total_concentration_exa
 from oncodyn.chemotaxis.sipf import SIPFOptions, SIPFSolver
 from oncodyn.chemotaxis.sipf_reference import SIPFReference
 from oncodyn.core.rng import BrownianPath
-from oncodyn.viz.figures import fit_slope
+from oncodyn.core.fitting import fit_slope
 
 BASE = KellerSegelParams(mass=40.0)
 

@@ -25,7 +25,7 @@ from oncodyn.core.rng import generator
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, plotter, register
 from oncodyn.experiments.sipf_common import SIPFConfig, Variant, modes_list, steps_of
 from oncodyn.io.rundir import RunDir
-from oncodyn.viz.figures import fit_slope
+from oncodyn.core.fitting import fit_slope
 
 
 def _run_one(job: dict) -> dict:

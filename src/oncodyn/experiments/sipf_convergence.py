@@ -18,7 +18,7 @@ from oncodyn.core.rng import BrownianPath
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, register
 from oncodyn.experiments.sipf_common import SIPFConfig, modes_list
 from oncodyn.io.rundir import RunDir
-from oncodyn.viz.figures import fit_slope
+from oncodyn.core.fitting import fit_slope
 
 PUBLISHED_DT = {4: (0.01756, 0.01773), 5: (0.00884, 0.00898), 6: (0.00440, 0.00452),
                 7: (0.00218, 0.00227), 8: (0.00106, 0.00113)}

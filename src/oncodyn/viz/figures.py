@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from oncodyn.core.fitting import fit_slope
+
 
 def _plt():
     import matplotlib
@@ -116,8 +118,3 @@ def loglog_fit(path: Path, series: Mapping[str, tuple[np.ndarray, np.ndarray]], 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
-
-
-def fit_slope(x: np.ndarray, y: np.ndarray) -> float:
-    """Least-squares slope of log y against log x."""
-    return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)[0])
