@@ -146,7 +146,8 @@ def run_critical(cfg: CriticalMassConfig, ctx: RunContext) -> ExperimentResult:
         overlap = False
         ctx.log(f"S6: R(T) does not cross {BLOWUP_THRESHOLD} between M0 = {cfg.mass_lower:g} and {cfg.mass_upper:g}")
     ours = f"({lo:.3g}, {hi:.3g})" if bis.bracketed else f"not bracketed by ({lo:.3g}, {hi:.3g})"
-    rows = [[f"SIPF {cfg.variant} (P={cfg.n_particles}, H={cfg.h_fine}/{cfg.h_coarse}, dt={cfg.dt:g}, seed={cfg.seed})",
+    soft = f", softening={cfg.softening:g}" if cfg.softening > 0 else ""
+    rows = [[f"SIPF {cfg.variant} (P={cfg.n_particles}, H={cfg.h_fine}/{cfg.h_coarse}, dt={cfg.dt:g}{soft}, seed={cfg.seed})",
              "(47.6, 47.8)", ours, "yes" if overlap else "no"]]
     if rad is not None:
         ours = f"({rad['interval'][0]:.4g}, {rad['interval'][1]:.4g})" if "interval" in rad else rad["error"]
