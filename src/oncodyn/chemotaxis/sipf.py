@@ -26,7 +26,7 @@ The published per-particle algorithm, kept as the readable baseline, is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -108,7 +108,6 @@ class SIPFState:
     x: np.ndarray
     alpha: np.ndarray
     alpha_prev: np.ndarray | None = None
-    extra: dict = field(default_factory=dict)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Flat arrays for a checkpoint."""
