@@ -126,7 +126,7 @@ def run_focusing(cfg: FocusingConfig, ctx: RunContext) -> ExperimentResult:
         rows.append([f"{m:g}", published.get(float(m), "-"), behaviour, m2[-1] / m2[0], frac, spread])
     table = Comparison(
         title=f"S1 focusing (T={cfg.t_end:g}, P={cfg.n_particles}, H={cfg.modes}, dt={cfg.dt:g}, variant={cfg.variant}, seed={cfg.seed})",
-        columns=["M0", "published", "ours", "m2(T)/m2(0)", "fraction |x|<0.1", "max/min ‖c‖∞(T) over H"],
+        columns=["M0", "published", "ours", "m2(T)/m2(0)", "fraction within 0.1 of the origin", "max/min ‖c‖∞(T) over H"],
         rows=rows,
         note="'concentrates' means the second moment decreased over [0, T]. The spread of ‖c‖∞(T) "
              "across H is ~1 for a smooth solution and grows with H under concentration.")
