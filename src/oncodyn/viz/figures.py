@@ -23,6 +23,17 @@ def _plt():
     return plt
 
 
+def _save(fig, path: Path, title: str = "") -> Path:
+    """Title, tight layout, write PNG, close; returns the path."""
+    plt = _plt()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
 def scatter_particles(path: Path, clouds: Mapping[str, np.ndarray], half_width: float | None = None,
                       max_points: int = 4000, title: str = "") -> Path:
     """One 3D (or 2D) scatter panel per labelled cloud ``[P, d]``."""
@@ -46,12 +57,7 @@ def scatter_particles(path: Path, clouds: Mapping[str, np.ndarray], half_width: 
                 ax.set_xlim(-half_width, half_width)
                 ax.set_ylim(-half_width, half_width)
         ax.set_title(label)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, title)
 
 
 def field_slices(path: Path, slices: Mapping[str, np.ndarray], extent: Sequence[float], title: str = "") -> Path:
@@ -65,12 +71,7 @@ def field_slices(path: Path, slices: Mapping[str, np.ndarray], extent: Sequence[
         ax.set_xlabel("x")
         ax.set_ylabel("y")
         fig.colorbar(im, ax=ax, shrink=0.85)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, title)
 
 
 def curves(path: Path, panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]], xlabel: str,
@@ -91,12 +92,7 @@ def curves(path: Path, panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.nd
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, title)
 
 
 def loglog_fit(path: Path, series: Mapping[str, tuple[np.ndarray, np.ndarray]], xlabel: str, ylabel: str,
@@ -114,7 +110,4 @@ def loglog_fit(path: Path, series: Mapping[str, tuple[np.ndarray, np.ndarray]], 
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
