@@ -54,7 +54,7 @@ def test_grid_validation():
 
 def test_torch_direct_backend_matches_finufft(rng):
     """The CUDA fallback (dense torch sums) gives the same transforms; checked on the CPU device."""
-    from oncodyn.chemotaxis.sipf import TorchDirectNUFFT
+    from oncodyn.core.spectral import TorchDirectNUFFT
 
     g = FourierGrid(8, 8.0, 3)
     x = rng.uniform(-4, 4, (200, 3))

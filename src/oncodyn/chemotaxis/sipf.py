@@ -33,7 +33,7 @@ import numpy as np
 from oncodyn.chemotaxis import interaction
 from oncodyn.chemotaxis.models import KellerSegelParams
 from oncodyn.core.grid import FourierGrid
-from oncodyn.core.spectral import NUFFT, gradient_coefficients
+from oncodyn.core.spectral import gradient_coefficients, make_nufft
 
 VARIANTS = ("exact", "spectral", "random_batch")
 INTERACTIONS = ("auto", "fmm", "direct", "compiled")
@@ -219,49 +219,3 @@ class SIPFSolver:
     def total_concentration(self, state: SIPFState) -> float:
         """:math:`\\bar c = \\int_\\Omega c = L^d\\,\\mathrm{Re}\\,\\alpha(0)`."""
         return float(self.grid.volume * np.real(state.alpha[self.grid.zero_index]))
-
-
-class TorchDirectNUFFT:
-    """Type-1/type-2 transforms as chunked direct sums in torch (the CUDA fallback).
-
-    Used on CUDA when ``cufinufft`` is not installed: O(P H^d) work, but dense and
-    well-suited to a GPU. Same interface as :class:`~oncodyn.core.spectral.NUFFT`.
-    """
-
-    def __init__(self, grid: FourierGrid, device: str = "cuda", chunk: int = 4096):
-        import torch
-
-        self.grid, self.device, self.chunk, self.torch = grid, device, chunk, torch
-        self.k = torch.as_tensor(grid.wavenumbers_1d, device=device)
-
-    def _phases(self, x, sign):
-        t = self.torch
-        xs = t.as_tensor(x, device=self.device)
-        return [t.exp(sign * 1j * t.outer(xs[:, a], self.k)) for a in range(self.grid.dim)]
-
-    def type1(self, x, weights):
-        t = self.torch
-        sub = "pi,pj,pk->ijk" if self.grid.dim == 3 else "pi,pj->ij"
-        out = t.zeros(self.grid.shape, dtype=t.complex128, device=self.device)
-        w = t.as_tensor(weights, device=self.device, dtype=t.complex128)
-        for s in range(0, len(x), self.chunk):
-            ph = self._phases(x[s : s + self.chunk], -1)
-            ph[0] = ph[0] * w[s : s + self.chunk, None]
-            out += t.einsum(sub, *ph)
-        return out.cpu().numpy()
-
-    def type2(self, x, coeffs):
-        t = self.torch
-        single = coeffs.ndim == self.grid.dim
-        c = t.as_tensor(coeffs[None] if single else coeffs, device=self.device, dtype=t.complex128)
-        sub = "nijk,pi,pj,pk->np" if self.grid.dim == 3 else "nij,pi,pj->np"
-        outs = [t.einsum(sub, c, *self._phases(x[s : s + self.chunk], +1)) for s in range(0, len(x), self.chunk)]
-        out = t.cat(outs, dim=1).cpu().numpy()
-        return out[0] if single else out
-
-
-def make_nufft(grid: FourierGrid, tol: float, device: str, n_trans2: int = 1):
-    """The transform backend for ``device``: finufft on CPU, :class:`TorchDirectNUFFT` on CUDA."""
-    if device == "cpu":
-        return NUFFT(grid, eps=tol, n_trans2=n_trans2)
-    return TorchDirectNUFFT(grid, device=device)

@@ -72,16 +72,6 @@ class FourierGrid:
         """Array index of the mean mode omega = 0."""
         return (self.n_modes // 2,) * self.dim
 
-    def points(self) -> np.ndarray:
-        """Physical grid points ``x_j = -L/2 + j h``, shape ``[H]*d + [d]``."""
-        x = -self.length / 2 + self.spacing * np.arange(self.n_modes)
-        return np.stack(np.meshgrid(*([x] * self.dim), indexing="ij"), axis=-1)
-
-    def contains(self, x: np.ndarray) -> np.ndarray:
-        """Mask of points inside the closed box; ``x`` has shape ``[n, d]``."""
-        half = self.length / 2
-        return np.all((x >= -half) & (x <= half), axis=-1)
-
     def clip(self, x: np.ndarray) -> np.ndarray:
         """Clip points ``[n, d]`` to the closed box (in place, returns ``x``)."""
         half = self.length / 2
