@@ -86,6 +86,10 @@ class InverseOptions:
         D_bounds, rho_bounds: box for D_w (mm^2/day) and ρ (1/day).
         fit_origin: also infer x₀ (grid mm), within ``origin_radius`` mm of the initial guess.
         max_iter: L-BFGS-B iterations; tol: its relative function tolerance (``ftol``).
+        grid_size: the misfit is non-convex (a valley of small D and a ρ that fits the volume
+            traps a local search), so the fit starts from the best point of a ``grid_size``^2
+            log-spaced grid over the bounds, evaluated with the compiled forward solver
+            (0 skips it and starts from the given guess).
         scheme, cfl: time stepping of the forward solver (see :mod:`oncodyn.tumour.fk`).
         device: torch device; dtype float64.
     """
@@ -96,6 +100,7 @@ class InverseOptions:
     origin_radius: float = 10.0
     max_iter: int = 60
     tol: float = 1e-10
+    grid_size: int = 5
     scheme: str = "heun"
     cfl: float = 0.9
     device: str = "cpu"
@@ -105,6 +110,7 @@ class InverseOptions:
             lo, hi = getattr(self, name)
             require(0 < lo < hi, name, "(low, high) with 0 < low < high", (lo, hi))
         require(self.max_iter >= 1, "max_iter", ">= 1", self.max_iter)
+        require(self.grid_size == 0 or self.grid_size >= 2, "grid_size", "0 (off) or >= 2", self.grid_size)
         require(self.origin_radius > 0, "origin_radius", "> 0 (mm)", self.origin_radius)
         require(0 < self.cfl <= 1, "cfl", "in (0, 1]", self.cfl)
 
@@ -219,7 +225,7 @@ class FKInverse:
         f = 0.5 * (r * r).sum()
         (g,) = torch.autograd.grad(f, th)
         self.history.append({"wall_time_s": time.perf_counter() - self._t0, "D_white": math.exp(theta[0]),
-                             "rho": math.exp(theta[1]), "misfit": float(f)})
+                             "rho": math.exp(theta[1]), "misfit": float(f), "stage": "lbfgs"})
         return float(f), g.detach().cpu().numpy()
 
     def jacobian(self, theta: np.ndarray) -> np.ndarray:
@@ -249,6 +255,9 @@ class FKInverse:
                 f"within rho_bounds {self.opt.rho_bounds}", rho0)
         self._t0 = time.perf_counter()
         self.history = []
+        theta0 = self.theta0(D0, rho0)
+        if self.opt.grid_size:
+            theta0 = self.grid_start(theta0, callback)
 
         def fun(th):
             out = self.objective(th)
@@ -256,7 +265,7 @@ class FKInverse:
                 callback(self.history[-1])
             return out
 
-        res = minimize(fun, self.theta0(D0, rho0), jac=True, method="L-BFGS-B", bounds=self.bounds(),
+        res = minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=self.bounds(),
                        options={"maxiter": self.opt.max_iter, "ftol": self.opt.tol, "gtol": 1e-12})
         th = res.x
         out = InverseResult(D_white=math.exp(th[0]), rho=math.exp(th[1]),
@@ -267,6 +276,28 @@ class FKInverse:
             self.laplace(out)
         out.wall_time_s = time.perf_counter() - self._t0
         return out
+
+    def misfit_numba(self, theta: np.ndarray) -> float:
+        """Φ(θ) with the compiled forward solver (no gradient); same time grid as the torch path."""
+        lp = self.log_posterior(theta, 1.0)
+        return -lp if np.isfinite(lp) else np.inf
+
+    def grid_start(self, theta0: np.ndarray, callback=None) -> np.ndarray:
+        """The best of ``theta0`` and a log-spaced grid over the (D_w, ρ) bounds (origin kept)."""
+        n = self.opt.grid_size
+        best, f_best = theta0, self.misfit_numba(theta0)
+        for lD in np.linspace(*np.log(self.opt.D_bounds), n):
+            for lr in np.linspace(*np.log(self.opt.rho_bounds), n):
+                th = theta0.copy()
+                th[:2] = lD, lr
+                f = self.misfit_numba(th)
+                self.history.append({"wall_time_s": time.perf_counter() - self._t0, "D_white": math.exp(lD),
+                                     "rho": math.exp(lr), "misfit": f, "stage": "grid"})
+                if callback is not None:
+                    callback(self.history[-1])
+                if f < f_best:
+                    best, f_best = th, f
+        return best
 
     def laplace(self, res: InverseResult) -> None:
         """Fill ``res.cov``, ``res.sigma`` and 95% ``res.intervals`` (Gauss--Newton at the optimum)."""
