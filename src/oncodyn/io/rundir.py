@@ -108,12 +108,25 @@ class RunDir:
         p = self.path / name
         return xr.open_zarr(p) if name.endswith(".zarr") else xr.load_dataset(p)
 
-    def write_particles(self, arrays: dict[str, np.ndarray], name: str = "particles.npz") -> None:
+    def write_arrays(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        """Named arrays as one compressed ``.npz``."""
         np.savez_compressed(self.path / name, **arrays)
 
-    def read_particles(self, name: str = "particles.npz") -> dict[str, np.ndarray]:
+    def read_arrays(self, name: str) -> dict[str, np.ndarray]:
         with np.load(self.path / name) as z:
             return {k: z[k] for k in z.files}
+
+    def write_particles(self, arrays: dict[str, np.ndarray], name: str = "particles.npz") -> None:
+        self.write_arrays(name, arrays)
+
+    def read_particles(self, name: str = "particles.npz") -> dict[str, np.ndarray]:
+        return self.read_arrays(name)
+
+    def subdir(self, name: str) -> Path:
+        """A folder inside the run (created), e.g. ``nifti``."""
+        d = self.path / name
+        d.mkdir(parents=True, exist_ok=True)
+        return d
 
     def write_report(self, text: str) -> None:
         (self.path / "report.md").write_text(text)

@@ -30,14 +30,23 @@ def to_fine_frame(x_coarse, factor: int, fine_spacing) -> np.ndarray:
     return np.asarray(x_coarse, float) + (factor - 1) / 2 * np.asarray(fine_spacing, float)
 
 
-def domain_of(maps: TissueMaps, grey_ratio: float, phase: dict, phi_min: float = 1e-3) -> FKDomain:
-    """The FD domain of tissue maps: Cahn--Hilliard phase field of the tissue mask and d = p_w + r_g p_g.
+def phase_field(maps: TissueMaps, phase: dict) -> np.ndarray:
+    """Cahn--Hilliard phase field of the tissue mask (cached on disk by content, see :mod:`oncodyn.io.cache`).
 
     Args:
-        phase: keyword arguments of :func:`~oncodyn.tumour.phasefield.brain_phase_field`.
+        phase: keyword arguments of :func:`~oncodyn.tumour.phasefield.brain_phase_field`
+            (``threshold``, ``width_voxels``, ``n_steps``, ...).
     """
-    phi = brain_phase_field(maps, **phase).astype(float)
-    return prepare_domain(phi, maps.relative_diffusivity(grey_ratio), maps.spacing, phi_min)
+    from oncodyn.io.cache import cached_array, key_of
+
+    threshold = phase.get("threshold", 0.5)
+    key = key_of(maps.tissue_mask(threshold), maps.spacing, sorted(phase.items()))
+    return cached_array("phase", key, lambda: brain_phase_field(maps, **phase)).astype(float)
+
+
+def domain_of(maps: TissueMaps, grey_ratio: float, phase: dict, phi_min: float = 1e-3) -> FKDomain:
+    """The FD domain of tissue maps: the phase field of the tissue mask and d = p_w + r_g p_g."""
+    return prepare_domain(phase_field(maps, phase), maps.relative_diffusivity(grey_ratio), maps.spacing, phi_min)
 
 
 @dataclass

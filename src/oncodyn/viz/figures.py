@@ -95,6 +95,19 @@ def curves(path: Path, panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.nd
     return _save(fig, path, title)
 
 
+def scatter_xy(path: Path, x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str, title: str = "",
+               max_points: int = 5000) -> Path:
+    """A plain scatter of paired samples (e.g. posterior draws of two parameters)."""
+    plt = _plt()
+    step = max(1, len(x) // max_points)
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    ax.scatter(np.asarray(x)[::step], np.asarray(y)[::step], s=3, alpha=0.4)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return _save(fig, path, title)
+
+
 def loglog_fit(path: Path, series: Mapping[str, tuple[np.ndarray, np.ndarray]], xlabel: str, ylabel: str,
                title: str = "") -> Path:
     """Log-log plot of labelled (x, y) with the least-squares slope in each legend entry."""
