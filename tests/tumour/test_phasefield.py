@@ -100,8 +100,9 @@ def test_disc_mask_phase_field_inside_and_outside():
 
 def test_stable_time_step_formula():
     eps = epsilon_for_width(1.0)
-    assert stable_time_step((1.0, 1.0, 1.0), eps, cfl=1.0) == pytest.approx(8 / (eps**2 * 144))
-    assert stable_time_step((1.0, 1.0, 1.0), eps) == pytest.approx(2 / 9)  # 4 h^2 / (w^2 d^2) / 2
+    K = 12.0  # 3D, h = 1: 3 * 4 / h^2
+    assert stable_time_step((1.0, 1.0, 1.0), eps, cfl=1.0) == pytest.approx(2 / (eps**2 * K**2 / 4 + K / 48))
+    assert stable_time_step((2.0, 2.0, 2.0), 2 * eps) == pytest.approx(4 * stable_time_step((1.0,) * 3, eps))
     assert epsilon_for_width(2 * math.sqrt(2)) == pytest.approx(1.0)
 
 

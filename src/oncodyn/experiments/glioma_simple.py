@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from oncodyn.core.fitting import fit_slope
-from oncodyn.experiments.glioma_common import GliomaConfig, observation_points, pinn_curve_rows, pinn_problem
+from oncodyn.experiments.glioma_common import INVERSE_COLUMNS, GliomaConfig, InverseStudyConfig, plot_inverse, run_inverse_study
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, register
 from oncodyn.io.rundir import RunDir
 from oncodyn.tumour.fk import FKDomain, prepare_domain, simulate
@@ -201,97 +201,19 @@ plotter("glioma-simple-forward")(plot_simple_forward)
 # ----------------------------------------------------------------------------- inverse
 
 
-class SimpleInverseConfig(SimpleConfig):
+class SimpleInverseConfig(SimpleConfig, InverseStudyConfig):
     """Inverse on the disc: data from the radial reference (no inverse crime) with Gaussian noise.
 
     Attributes:
-        h: inversion voxel size (mm). obs_times: observation days. noise: std of the noise.
-        D_init, rho_init: initial guesses. grid_size: grid start of the FD inverse.
-        mcmc_walkers, mcmc_steps, mcmc_burn: emcee (0 steps skips MCMC).
-        pinn_budget_s: wall-time budget of the PINN baseline (0 skips it).
-        pinn_collocation, pinn_record_every, pinn_tol: PINN settings (published 20,000 / 1000 / 0.04).
+        h: inversion voxel size (mm). obs_times: observation days.
     """
 
     h: float = Field(1.0, gt=0)
     obs_times: list[float] = [100.0, 200.0, 300.0]
-    noise: float = Field(0.02, ge=0)
-    D_init: float = Field(0.05, gt=0)
-    rho_init: float = Field(0.05, gt=0)
-    grid_size: int = Field(5, ge=0)
-    mcmc_walkers: int = Field(16, ge=4)
-    mcmc_steps: int = Field(150, ge=0)
-    mcmc_burn: int = Field(50, ge=0)
-    pinn_budget_s: float = Field(600.0, ge=0)
-    pinn_collocation: int = Field(20_000, ge=100)
-    pinn_record_every: int = Field(500, ge=1)
-    pinn_tol: float = Field(0.04, gt=0)
 
     presets = {"quick": {"radius": 20.0, "h": 2.0, "obs_times": [40.0, 80.0], "t_end": 80.0, "mcmc_steps": 20,
                          "mcmc_burn": 5, "mcmc_walkers": 8, "pinn_budget_s": 8.0, "pinn_collocation": 500,
                          "pinn_record_every": 20, "grid_size": 3, "radial_dr": 0.1, "radial_dt": 0.5}}
-
-
-def run_inverse_study(ctx: RunContext, domain: FKDomain, obs, truth: FKParams, x0, cfg, label: str,
-                      pinn_t_end: float) -> tuple[dict, list[Comparison], dict]:
-    """Our FD inverse (+ Laplace, + MCMC) and the PINN baseline on the same observations.
-
-    Returns ``(metrics, tables, arrays)``; ``cfg`` has the fields of :class:`SimpleInverseConfig`.
-    """
-    from oncodyn.tumour.inverse import FKInverse, InverseOptions
-
-    inv = FKInverse(domain, obs, truth, x0, InverseOptions(grid_size=cfg.grid_size, scheme=cfg.scheme, cfl=cfg.cfl,
-                                                            device=ctx.device))
-    ctx.log(f"{label}: FD inverse on {domain.shape} voxels, {obs.n} observations at days {list(obs.times)}")
-    res = inv.fit(cfg.D_init, cfg.rho_init)
-    err = res.errors(truth.D_white, truth.rho)
-    inside = {k: res.intervals[k][0] <= getattr(truth, k) <= res.intervals[k][1] for k in ("D_white", "rho")}
-    m = {"fd": {"D_white": res.D_white, "rho": res.rho, "errors": err, "intervals95": res.intervals,
-                "truth_inside": inside, "wall_time_s": res.wall_time_s, "n_evals": res.n_evals,
-                "sigma_hat": res.sigma, "n_obs": res.n_obs, "message": res.message}}
-    ctx.log(f"  D_w = {res.D_white:.4f} ({100 * err['D_white']:.2f}%), rho = {res.rho:.5f} ({100 * err['rho']:.2f}%), "
-            f"{res.wall_time_s:.1f} s")
-    rows = [["ours: FD inverse + Laplace", f"{res.wall_time_s:.1f} s", 100 * err["D_white"], 100 * err["rho"],
-             f"[{res.intervals['D_white'][0]:.4f}, {res.intervals['D_white'][1]:.4f}]",
-             f"[{res.intervals['rho'][0]:.5f}, {res.intervals['rho'][1]:.5f}]"]]
-    arrays = {"fd_wall": np.array([h["wall_time_s"] for h in res.history]),
-              "fd_D_err": np.array([abs(h["D_white"] / truth.D_white - 1) for h in res.history]),
-              "fd_rho_err": np.array([abs(h["rho"] / truth.rho - 1) for h in res.history])}
-    if cfg.mcmc_steps:
-        ctx.log(f"  MCMC: {cfg.mcmc_walkers} walkers x {cfg.mcmc_steps} steps")
-        mc = inv.mcmc(res, n_walkers=cfg.mcmc_walkers, n_steps=cfg.mcmc_steps, burn=min(cfg.mcmc_burn, cfg.mcmc_steps - 1),
-                      seed=cfg.seed, progress=ctx.progress)
-        samples = mc.pop("samples")
-        arrays["mcmc_samples"] = samples
-        m["mcmc"] = mc
-        rows.append(["ours: emcee posterior (median, 95% CI)", f"+{mc['wall_time_s']:.1f} s",
-                     100 * abs(mc["D_white_q"][1] / truth.D_white - 1), 100 * abs(mc["rho_q"][1] / truth.rho - 1),
-                     f"[{mc['D_white_q'][0]:.4f}, {mc['D_white_q'][2]:.4f}]", f"[{mc['rho_q'][0]:.5f}, {mc['rho_q'][2]:.5f}]"])
-    tables = []
-    if cfg.pinn_budget_s > 0:
-        from oncodyn.tumour.pinn import PINNOptions, train_inverse
-
-        opts = PINNOptions(n_collocation=cfg.pinn_collocation, record_every=cfg.pinn_record_every, tol=cfg.pinn_tol,
-                           time_budget_s=cfg.pinn_budget_s, seed=cfg.seed, device=ctx.device)
-        ctx.log(f"  PINN baseline: budget {cfg.pinn_budget_s:g} s, {cfg.pinn_collocation} collocation points")
-        pres = train_inverse(pinn_problem(domain, x0, pinn_t_end, truth), observation_points(domain, obs), opts,
-                             D_init=cfg.D_init, rho_init=cfg.rho_init, D_true=truth.D_white, rho_true=truth.rho,
-                             progress=ctx.progress)
-        perr = (abs(pres.D_white / truth.D_white - 1), abs(pres.rho / truth.rho - 1))
-        m["pinn"] = {"D_white": pres.D_white, "rho": pres.rho, "errors": {"D_white": perr[0], "rho": perr[1]},
-                     "wall_time_s": pres.wall_time_s, "adam_epochs": pres.adam_epochs_run,
-                     "lbfgs_iterations": pres.lbfgs_iterations, "stop_reason": pres.stop_reason,
-                     "history": pres.history}
-        rows.append([f"PINN baseline on this CPU ({pres.adam_epochs_run} Adam epochs + {pres.lbfgs_iterations} L-BFGS)",
-                     f"{pres.wall_time_s:.1f} s", 100 * perr[0], 100 * perr[1], "-", "-"])
-        arrays["pinn_wall"] = np.array([h["wall_time_s"] for h in pres.history])
-        arrays["pinn_D_err"] = np.array([abs(h["D_white"] / truth.D_white - 1) for h in pres.history])
-        arrays["pinn_rho_err"] = np.array([abs(h["rho"] / truth.rho - 1) for h in pres.history])
-        tables.append(Comparison(title=f"{label}: PINN baseline error against wall time (this machine)",
-                                 columns=["stage", "epoch", "wall (s)", "D_w error (%)", "ρ error (%)"],
-                                 rows=pinn_curve_rows(pres.history, truth),
-                                 note="The published stopping rule (window of 10 records) needs 10 x record_every "
-                                      "epochs before it can fire; the wall-time budget usually ends the run first on a CPU."))
-    return m, [rows] + tables, arrays
 
 
 SIMPLE_PUBLISHED = [["published PINN, V100, tol 0.20", "26 min", 46.7, 8.7, "-", "-"],
@@ -299,7 +221,6 @@ SIMPLE_PUBLISHED = [["published PINN, V100, tol 0.20", "26 min", 46.7, 8.7, "-",
                     ["published PINN, V100, tol 0.04", "223 min", 5.5, 0.8, "-", "-"],
                     ["published PINN, V100, ≈1.26 h", "76 min", 14.7, 2.9, "-", "-"],
                     ["published PINN, V100, 800k epochs", "≈4.3 h", 5.1, 0.7, "-", "-"]]
-INVERSE_COLUMNS = ["method", "wall time", "D_w error (%)", "ρ error (%)", "D_w 95% interval", "ρ 95% interval"]
 
 
 @register("glioma-simple-inverse", SimpleInverseConfig,
@@ -328,26 +249,6 @@ def run_simple_inverse(cfg: SimpleInverseConfig, ctx: RunContext) -> ExperimentR
              "Gaussian noise, so the inversion grid never produced the data. The published rows are the source's "
              "PINN on a V100 (20,000 observations up to day 300).")
     return ExperimentResult(metrics=m, tables=[main] + tables)
-
-
-def plot_inverse(rd: RunDir) -> list:
-    """Error against wall time (ours and the PINN), and the MCMC posterior."""
-    from oncodyn.viz import figures as fg
-
-    name = "inverse.npz"
-    a = rd.read_arrays(name)
-    series = {"FD inverse D_w": (a["fd_wall"], np.maximum(a["fd_D_err"], 1e-6)),
-              "FD inverse ρ": (a["fd_wall"], np.maximum(a["fd_rho_err"], 1e-6))}
-    if "pinn_wall" in a:
-        series["PINN D_w"] = (a["pinn_wall"], np.maximum(a["pinn_D_err"], 1e-6))
-        series["PINN ρ"] = (a["pinn_wall"], np.maximum(a["pinn_rho_err"], 1e-6))
-    out = [fg.curves(rd.figures / "error_vs_time.png", {"relative error vs wall time": series}, "wall time (s)",
-                     "relative error", logy=True)]
-    if "mcmc_samples" in a:
-        s = np.exp(a["mcmc_samples"][:, :2])
-        out.append(fg.scatter_xy(rd.figures / "posterior.png", s[:, 0], s[:, 1], "D_w (mm²/day)", "ρ (1/day)",
-                                 "emcee posterior samples"))
-    return out
 
 
 plotter("glioma-simple-inverse")(plot_inverse)

@@ -225,8 +225,8 @@ class FKInverse:
         f = 0.5 * (r * r).sum()
         (g,) = torch.autograd.grad(f, th)
         self.history.append({"wall_time_s": time.perf_counter() - self._t0, "D_white": math.exp(theta[0]),
-                             "rho": math.exp(theta[1]), "misfit": float(f), "stage": "lbfgs"})
-        return float(f), g.detach().cpu().numpy()
+                             "rho": math.exp(theta[1]), "misfit": float(f.detach()), "stage": "lbfgs"})
+        return float(f.detach()), g.detach().cpu().numpy()
 
     def jacobian(self, theta: np.ndarray) -> np.ndarray:
         """J = ∂r/∂θ, shape ``[N, p]``, by one forward-mode JVP per parameter."""

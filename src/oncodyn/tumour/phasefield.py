@@ -22,7 +22,7 @@ that width in voxels.
 
 Why hand-written: no maintained library offers a degenerate-mobility CH smoother for masks. Two
 implementations of one scheme, held to agree by a test: a readable torch kernel (array ops; CPU
-or CUDA) and a fused numba kernel (two compiled passes per step, ~15x faster on a CPU).
+or CUDA) and a fused numba kernel (two compiled passes per step, ~5x faster on a CPU).
 """
 
 from __future__ import annotations
@@ -63,18 +63,21 @@ def epsilon_for_width(width_mm: float) -> float:
 def stable_time_step(spacing: Sequence[float], epsilon: float, cfl: float = 0.5) -> float:
     r"""Explicit-Euler step for the CH smoother (time in mm^2: the mobility is dimensionless).
 
-    Linearising about a state with mobility :math:`M \le 1/4` the operator is
-    :math:`-M(g''k^2 + \varepsilon^2 k^4)`; the discrete Laplacian's eigenvalues reach
-    :math:`-K`, :math:`K = \sum_a 4/h_a^2`, and :math:`|M g''| \le 1/48` is negligible, so
-    forward Euler is stable for :math:`\Delta t \le 2/(M_{max}\varepsilon^2K^2) = 8/(\varepsilon^2K^2)`.
+    Linearised about a state with mobility :math:`M = \phi(1-\phi) \le 1/4`, the operator is
+    :math:`-M(g''k^2 + \varepsilon^2 k^4)` with :math:`M g'' = \tfrac12 M(1 - 6M) \le 1/48`
+    (negative, i.e. spinodal growth, near phi = 1/2). The discrete Laplacian's eigenvalues
+    reach :math:`-K`, :math:`K = \sum_a 4/h_a^2`, so forward Euler is stable for
+
+    .. math:: \Delta t \le \frac{2}{\varepsilon^2 K^2/4 + K/48}.
+
     Returns ``cfl`` times that bound (default 1/2; experiments on random and blob masks stayed
     bounded up to cfl = 1.2 and blew up at 1.5).
 
-    For comparison, the spec's reference step :math:`h^2/(8\,d\,w^2)` equals this bound times
-    :math:`d/4` (3/4 in 3D, 1/2 in 2D) when :math:`\varepsilon = w h`.
+    For comparison, the spec's reference step :math:`h^2/(8\,d\,w^2)` is about :math:`d/4`
+    times this bound (3/4 in 3D, 1/2 in 2D) when :math:`\varepsilon = w h`, w = 9.
     """
     K = sum(4.0 / float(h) ** 2 for h in spacing)
-    return cfl * 8.0 / (epsilon**2 * K**2)
+    return cfl * 2.0 / (0.25 * epsilon**2 * K**2 + K / 48.0)
 
 
 def cahn_hilliard(mask: np.ndarray, spacing: Sequence[float], width_voxels: float = 1.0, n_steps: int = 100,
@@ -94,26 +97,24 @@ def cahn_hilliard(mask: np.ndarray, spacing: Sequence[float], width_voxels: floa
     a box face on the array edge is a no-flux wall); outside the box phi = 0.
 
     The number of steps to relax grows like :math:`w^4` (w in voxels: dt ~ 1/w^2, relaxation
-    time ~ w^2) at a fixed cfl, so the default
-    ``width_voxels = 1`` (the radial reference's w = 1 mm at 1 mm spacing) with 100 steps comes
-    within ~0.07 (max abs) of its equilibrium tanh; a flat interface then has a fitted tanh width
-    of 0.72 voxels (3D; the discrete equilibrium of w = 1 is 0.81 voxels: the grid under-resolves
-    it). Wider interfaces need more steps (w = 1.5: ~1000 steps for a 1.40-voxel fit). The
-    spec's reference recipe (epsilon = 9 h, dt = h^2/(8 d 81), 100 steps; here
-    ``width_voxels = 25.5, cfl = 0.75``) is far from its 25-voxel equilibrium after 100 steps
-    and gives a ~1.2-voxel smoothing (3D fit).
+    time ~ w^2) at a fixed cfl, so the default ``width_voxels = 1`` (the radial reference's
+    w = 1 mm at 1 mm spacing) with 100 steps comes within ~0.07 (max abs) of its equilibrium
+    tanh; a flat interface then has a fitted tanh width of 0.72 voxels (3D; 0.77 in 2D; the
+    discrete equilibrium of w = 1 is 0.81 voxels: the grid under-resolves it). Wider interfaces
+    need more steps (w = 1.5: fitted 1.34 voxels after 1000 steps, 1.42 after 5000, 3D). The spec's reference recipe (epsilon = 9 h, dt = h^2/(8 d 81), 100 steps;
+    here ``width_voxels = 25.46, cfl = 0.75`` in 3D) is far from its 25-voxel equilibrium after
+    100 steps and gives a ~1.24-voxel smoothing (3D fit; 1.42 in 2D).
 
-    Over/undershoots of the 4th-order flow (no maximum principle) reach ~1e-2 at the sharp
-    corners of the MNI152 mask (~5e-3 at a flat interface) and are clipped to [0, 1] when
-    ``clip`` (default); the clipped integral differs from the mask volume by ~2e-5 (relative)
-    on MNI152. Without clipping the integral is conserved to round-off.
+    Over/undershoots of the 4th-order flow (no maximum principle) are ~1e-3 at a flat interface
+    and reach ~1e-2 at the sharp corners of the MNI152 mask; they are clipped to [0, 1] when
+    ``clip`` (default), which changes the integral by ~2e-5 (relative) on MNI152. Without
+    clipping the integral is conserved to round-off.
 
-    Measured (2 shared CPU cores, numba backend, defaults: width 1 voxel, 100 steps, cfl 0.5,
-    float32, MNI152 tissue mask at threshold 0.5 via :func:`brain_phase_field`, compile cached):
-    1 mm (box 163 x 200 x 165 = 5.4 M voxels, dt = 0.222 mm^2): 3.3--4.1 s;
-    2 mm (box 92 x 110 x 87, dt = 0.889 mm^2): 0.5--1.4 s. The first call in a fresh
-    environment also compiles the kernels (~5 s, then cached on disk). The torch backend
-    (~45 array passes per step) took 57 s and 4.7 s.
+    Measured (2 CPU cores, numba backend, defaults: width 1 voxel, 100 steps, cfl 0.5, float32,
+    MNI152 tissue mask at threshold 0.5 via :func:`brain_phase_field`, kernels already
+    compiled): 1 mm (box 163 x 200 x 165 = 5.4 M voxels, dt = 0.211 mm^2) 1.1 s; 2 mm (box
+    92 x 110 x 87, dt = 0.842 mm^2) 0.18 s. The torch backend took 5.9 s and 1.6 s. The first
+    call in a fresh environment compiles the kernels (~3--5 s, then cached on disk).
 
     Args:
         mask: bool ``[n0, n1(, n2)]`` (or an initial phi in [0, 1]).
