@@ -128,3 +128,15 @@ def test_brain_phase_field_on_mni152_4mm():
     far = ~ndimage.binary_dilation(mask, iterations=3)
     assert phi[deep].min() > 0.95 and phi[far].max() < 0.05
     assert phi.sum() == pytest.approx(mask.sum(), rel=1e-3)
+
+
+@pytest.mark.gpu
+def test_torch_backend_on_cuda_matches_numba(rng):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    mask = _blob(rng, (20, 22, 24))
+    kw = dict(width_voxels=1.2, n_steps=60, dtype="float64", clip=False)
+    a = cahn_hilliard(mask, (1.0, 1.0, 1.0), backend="numba", **kw)
+    b = cahn_hilliard(mask, (1.0, 1.0, 1.0), backend="torch", device="cuda", **kw)
+    np.testing.assert_allclose(a, b, atol=1e-12)

@@ -91,6 +91,10 @@ class InverseOptions:
             log-spaced grid over the bounds, evaluated with the compiled forward solver
             (0 skips it and starts from the given guess).
         scheme, cfl: time stepping of the forward solver (see :mod:`oncodyn.tumour.fk`).
+        gradient: ``adjoint`` (compiled discrete adjoint, :mod:`oncodyn.tumour.adjoint`; CPU) or
+            ``autograd`` (torch through :class:`~oncodyn.tumour.fk.TorchFK`; CPU or CUDA);
+            ``auto`` picks autograd on CUDA and the adjoint otherwise. The Laplace Jacobian
+            is a central difference of the compiled solver (adjoint) or forward-mode JVPs.
         device: torch device; dtype float64.
     """
 
@@ -103,6 +107,7 @@ class InverseOptions:
     grid_size: int = 5
     scheme: str = "heun"
     cfl: float = 0.9
+    gradient: str = "auto"
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -113,6 +118,8 @@ class InverseOptions:
         require(self.grid_size == 0 or self.grid_size >= 2, "grid_size", "0 (off) or >= 2", self.grid_size)
         require(self.origin_radius > 0, "origin_radius", "> 0 (mm)", self.origin_radius)
         require(0 < self.cfl <= 1, "cfl", "in (0, 1]", self.cfl)
+        require(self.gradient in ("auto", "adjoint", "autograd"), "gradient", "'auto', 'adjoint' or 'autograd'",
+                self.gradient)
 
 
 @dataclass
@@ -175,6 +182,8 @@ class FKInverse:
         self._m = torch.as_tensor(obs.observed, device=options.device)
         self._schedules: dict = {}
         self.history: list[dict] = []
+        g = options.gradient
+        self.gradient = ("autograd" if options.device == "cuda" else "adjoint") if g == "auto" else g
         self._t0 = time.perf_counter()
 
     # --- parameterisation
@@ -217,19 +226,61 @@ class FKInverse:
         """r = pred - y on the observed voxels, shape ``[N]`` (tensor)."""
         return (self.predictions(theta) - self._y)[self._m]
 
+    def _params_at(self, theta) -> FKParams:
+        return FKParams(D_white=math.exp(theta[0]), rho=math.exp(theta[1]), grey_ratio=self.params.grey_ratio,
+                        ic_amplitude=self.params.ic_amplitude, ic_decay=self.params.ic_decay)
+
     def objective(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """Φ = ½ Σ r² and its gradient (autograd); records the history."""
-        torch = self.torch
-        th = torch.tensor(theta, dtype=self.fk.dtype, device=self.opt.device, requires_grad=True)
-        r = self.residuals(th)
-        f = 0.5 * (r * r).sum()
-        (g,) = torch.autograd.grad(f, th)
+        """Φ = ½ Σ r² and its gradient in θ (adjoint or autograd); records the history."""
+        theta = np.asarray(theta, float)
+        if self.gradient == "adjoint":
+            from oncodyn.tumour.adjoint import misfit_gradient
+
+            p = self._params_at(theta)
+            dts, steps = self._schedule(p.D_white, p.rho)
+            x0 = theta[2:] if self.opt.fit_origin else self.x0_guess
+            f, g_raw, _ = misfit_gradient(self.domain, p, x0, dts, steps, self.obs.values, self.obs.observed,
+                                          self.obs.levels, self.obs.soft_width, self.opt.scheme)
+            g = np.concatenate([[p.D_white * g_raw[0], p.rho * g_raw[1]], g_raw[2:] if self.opt.fit_origin else []])
+        else:
+            torch = self.torch
+            th = torch.tensor(theta, dtype=self.fk.dtype, device=self.opt.device, requires_grad=True)
+            r = self.residuals(th)
+            ft = 0.5 * (r * r).sum()
+            (gt,) = torch.autograd.grad(ft, th)
+            f, g = float(ft.detach()), gt.detach().cpu().numpy()
         self.history.append({"wall_time_s": time.perf_counter() - self._t0, "D_white": math.exp(theta[0]),
-                             "rho": math.exp(theta[1]), "misfit": float(f.detach()), "stage": "lbfgs"})
-        return float(f.detach()), g.detach().cpu().numpy()
+                             "rho": math.exp(theta[1]), "misfit": f, "stage": "lbfgs"})
+        return f, g
+
+    def residuals_numba(self, theta: np.ndarray) -> np.ndarray:
+        """r(θ) on the observed voxels with the compiled solver, shape ``[N]``."""
+        pred = self.predict(theta)
+        return (pred - self.obs.values)[self.obs.observed]
+
+    def predict(self, theta: np.ndarray) -> np.ndarray:
+        """Predicted observables ``[n_obs, *shape]`` (compiled solver, same time grid as the gradient)."""
+        p = self._params_at(theta)
+        x0 = theta[2:] if self.opt.fit_origin else self.x0_guess
+        dt = self.domain.stable_dt(_rung(p.D_white), _rung(p.rho), self.opt.cfl)
+        pred = simulate(self.domain, p, x0, self.obs.times, scheme=self.opt.scheme, dt_max=dt, cfl=1.0).u
+        for k, lv in enumerate(self.obs.levels):
+            if lv is not None:
+                pred[k] = 1.0 / (1.0 + np.exp(-(pred[k] - lv) / self.obs.soft_width))
+        return pred
 
     def jacobian(self, theta: np.ndarray) -> np.ndarray:
-        """J = ∂r/∂θ, shape ``[N, p]``, by one forward-mode JVP per parameter."""
+        """J = ∂r/∂θ, shape ``[N, p]``: central differences of the compiled solver (step 1e-4 in
+        log-parameters, 1e-3 mm in x0; on the same time grid, so the difference is smooth) or
+        one forward-mode JVP per parameter (autograd)."""
+        if self.gradient == "adjoint":
+            theta = np.asarray(theta, float)
+            cols = []
+            for i in range(theta.size):
+                e = np.zeros_like(theta)
+                e[i] = 1e-4 if i < 2 else 1e-3
+                cols.append((self.residuals_numba(theta + e) - self.residuals_numba(theta - e)) / (2 * e[i]))
+            return np.stack(cols, axis=1)
         torch = self.torch
         from torch.func import jvp
 
@@ -318,16 +369,7 @@ class FKInverse:
         for v, (lo, hi) in zip(theta, self.bounds()):
             if not lo <= v <= hi:
                 return -np.inf
-        D, rho = math.exp(theta[0]), math.exp(theta[1])
-        x0 = theta[2:] if self.opt.fit_origin else self.x0_guess
-        p = FKParams(D_white=D, rho=rho, grey_ratio=self.params.grey_ratio, ic_amplitude=self.params.ic_amplitude,
-                     ic_decay=self.params.ic_decay)
-        dt = self.domain.stable_dt(_rung(D), _rung(rho), self.opt.cfl)
-        sol = simulate(self.domain, p, x0, self.obs.times, scheme=self.opt.scheme, dt_max=dt, cfl=1.0)
-        pred = sol.u
-        for k, lv in enumerate(self.obs.levels):
-            if lv is not None:
-                pred[k] = 1.0 / (1.0 + np.exp(-(pred[k] - lv) / self.obs.soft_width))
+        pred = self.predict(np.asarray(theta, float))
         r = (pred - self.obs.values)[self.obs.observed]
         return -0.5 * float(r @ r) / sigma**2
 

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
+from oncodyn.core.device import resolve_device
 from oncodyn.tumour.model import require
 
 
@@ -101,9 +102,12 @@ def cahn_hilliard(mask: np.ndarray, spacing: Sequence[float], width_voxels: floa
     w = 1 mm at 1 mm spacing) with 100 steps comes within ~0.07 (max abs) of its equilibrium
     tanh; a flat interface then has a fitted tanh width of 0.72 voxels (3D; 0.77 in 2D; the
     discrete equilibrium of w = 1 is 0.81 voxels: the grid under-resolves it). Wider interfaces
-    need more steps (w = 1.5: fitted 1.34 voxels after 1000 steps, 1.42 after 5000, 3D). The spec's reference recipe (epsilon = 9 h, dt = h^2/(8 d 81), 100 steps;
-    here ``width_voxels = 25.46, cfl = 0.75`` in 3D) is far from its 25-voxel equilibrium after
-    100 steps and gives a ~1.24-voxel smoothing (3D fit; 1.42 in 2D).
+    need more steps (w = 1.5: fitted 1.34 voxels after 1000 steps, 1.42 after 5000, 3D).
+
+    The spec's reference recipe (epsilon = 9 h, dt = h^2/(8 d 81), 100 steps; here
+    ``width_voxels = 25.46, cfl = 0.75`` in 3D, 0.5 in 2D) is far from its 25-voxel
+    equilibrium after 100 steps and gives a ~1.24-voxel smoothing (3D fit; 1.42 in 2D): its
+    "width" sets the smoothing speed, not the final width.
 
     Over/undershoots of the 4th-order flow (no maximum principle) are ~1e-3 at a flat interface
     and reach ~1e-2 at the sharp corners of the MNI152 mask; they are clipped to [0, 1] when
@@ -124,10 +128,11 @@ def cahn_hilliard(mask: np.ndarray, spacing: Sequence[float], width_voxels: floa
         cfl: fraction of the linear stability bound, in (0, 1.2].
         margin_voxels: box margin; default ``ceil(8 w) + 2`` (the equilibrium tail
             exp(-2 s / w) is < 1e-7 there).
-        dtype: ``"float32"`` (default, fast) or ``"float64"``.
+        dtype: of the result, ``"float32"`` (default) or ``"float64"``; also the working
+            precision of the torch backend (the numba backend always works in float64).
         backend: ``"numba"`` (compiled, fused, CPU), ``"torch"`` (readable array-op reference;
-            CPU or CUDA) or ``"auto"`` (numba on ``device="cpu"``, else torch). A test holds
-            them to agree.
+            CPU or CUDA) or ``"auto"`` (numba when ``device`` resolves to the CPU, else torch).
+            A test holds them to agree.
         device: torch device for the torch backend: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         clip: clip phi to [0, 1] at the end.
     Returns:
@@ -155,9 +160,9 @@ def cahn_hilliard(mask: np.ndarray, spacing: Sequence[float], width_voxels: floa
     eps = epsilon_for_width(width_voxels * min(h))
     dt = stable_time_step(h, eps, cfl)
     if backend == "auto":
-        backend = "numba" if device == "cpu" else "torch"
+        backend = "numba" if device == "cpu" or resolve_device(device) == "cpu" else "torch"
     if backend == "numba":
-        phi = _ch_evolve_numba(phi0[box], h, eps, dt, int(n_steps), dtype)
+        phi = _ch_evolve_numba(phi0[box], h, eps, dt, int(n_steps))
     else:
         phi = _ch_evolve_torch(phi0[box], h, eps, dt, int(n_steps), dtype, device)
     out[box] = np.clip(phi, 0.0, 1.0) if clip else phi
@@ -192,12 +197,10 @@ def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
-def _ch_evolve_torch(phi0: np.ndarray, spacing: tuple[float, ...], eps: float, dt: float, n_steps: int, dtype: str,
-               device: str) -> np.ndarray:
+def _ch_evolve_torch(phi0: np.ndarray, spacing: tuple[float, ...], eps: float, dt: float, n_steps: int,
+                     dtype: str, device: str) -> np.ndarray:
     """``n_steps`` forward-Euler CH steps of ``phi0`` in a no-flux box (torch kernel)."""
     import torch
-
-    from oncodyn.core.device import resolve_device
 
     dev = resolve_device(device)
     phi = torch.as_tensor(phi0, dtype=getattr(torch, dtype), device=dev).contiguous()
@@ -240,6 +243,9 @@ def _add_face_divergence(out, flux, axis: int, inv_h: float) -> None:
 
 # ----------------------------------------------------------------------------- compiled CPU path
 # Arrays are 3D here: 1D/2D boxes get trailing singleton axes (no faces along them).
+
+_SERIAL_BELOW = 65536
+"""Boxes with fewer voxels run the compiled kernels on one thread."""
 
 
 @numba.njit(inline="always")
@@ -297,16 +303,25 @@ def _update3(phi, mu, out, dt, ih0, ih1, ih2):  # pragma: no cover - compiled
                 out[i, j, k] = c + dt * div
 
 
-def _ch_evolve_numba(phi0: np.ndarray, spacing: tuple[float, ...], eps: float, dt: float, n_steps: int,
-                     dtype: str) -> np.ndarray:
-    """``n_steps`` forward-Euler CH steps (two fused compiled passes per step)."""
+def _ch_evolve_numba(phi0: np.ndarray, spacing: tuple[float, ...], eps: float, dt: float, n_steps: int) -> np.ndarray:
+    """``n_steps`` forward-Euler CH steps (two fused compiled passes per step), in float64.
+
+    One specialisation only (float64 3D arrays) keeps the one-off compile short; float32 was
+    not faster here (the kernel is bound by its index arithmetic, not memory).
+    """
     shape = phi0.shape
-    phi = np.ascontiguousarray(phi0.reshape(shape + (1,) * (3 - phi0.ndim)), dtype=dtype)
+    phi = np.ascontiguousarray(phi0.reshape(shape + (1,) * (3 - phi0.ndim)), dtype=np.float64)
     ih = [1.0 / h for h in spacing] + [1.0] * (3 - len(spacing))
     mu = np.empty_like(phi)
     nxt = np.empty_like(phi)
-    for _ in range(n_steps):
-        _mu3(phi, mu, eps * eps, *ih)
-        _update3(phi, mu, nxt, dt, *ih)
-        phi, nxt = nxt, phi
+    threads = numba.get_num_threads()
+    if phi.size < _SERIAL_BELOW:  # tiny boxes: thread wake-ups would cost more than the work
+        numba.set_num_threads(1)
+    try:
+        for _ in range(n_steps):
+            _mu3(phi, mu, eps * eps, *ih)
+            _update3(phi, mu, nxt, dt, *ih)
+            phi, nxt = nxt, phi
+    finally:
+        numba.set_num_threads(threads)
     return phi.reshape(shape)

@@ -52,6 +52,8 @@ def overlay_slices(path, background: np.ndarray, u: np.ndarray, spacing: Sequenc
         if axis not in (0, 1, 2):
             raise ValueError(f"axis: must be 0, 1 or 2, got {axis!r}")
         idx = _default_slices(u, axis, u_min) if slices is None else [int(k) for k in slices]
+        if not idx:
+            raise ValueError("slices: must be a non-empty list of indices, got []")
         for k in idx:
             if not 0 <= k < u.shape[axis]:
                 raise ValueError(f"slices: must be indices in [0, {u.shape[axis] - 1}], got {k}")
@@ -59,7 +61,8 @@ def overlay_slices(path, background: np.ndarray, u: np.ndarray, spacing: Sequenc
         panels = [(f"{_AXIS_NAMES[axis]} {k}", np.take(background, k, axis), np.take(u, k, axis),
                    {lab: (np.take(np.asarray(m), k, axis), c) for lab, (m, c) in contours.items()}, h2)
                   for k in idx]
-    return _draw_panels(Path(path), panels, title, u_min, cmap, alpha, n_cols)
+    grey_range = (float(np.nanmin(background)), float(np.nanmax(background)))
+    return _draw_panels(Path(path), panels, title, u_min, cmap, alpha, n_cols, grey_range)
 
 
 def radius_volume_curves(path, t: np.ndarray, series: Mapping[str, np.ndarray], ylabel: str,
@@ -80,7 +83,8 @@ def _default_slices(u: np.ndarray, axis: int, u_min: float, n: int = 6) -> list[
     return sorted({int(round(x)) for x in np.linspace(lo, hi, min(n, hi - lo + 1))})
 
 
-def _draw_panels(path: Path, panels: list, title: str, u_min: float, cmap: str, alpha: float, n_cols: int) -> Path:
+def _draw_panels(path: Path, panels: list, title: str, u_min: float, cmap: str, alpha: float, n_cols: int,
+                 grey_range: tuple[float, float]) -> Path:
     plt = _plt()
     from matplotlib.lines import Line2D
 
@@ -93,7 +97,8 @@ def _draw_panels(path: Path, panels: list, title: str, u_min: float, cmap: str, 
     image = None
     for ax, (label, bg, u, masks, h) in zip(axes, panels):
         extent = (-0.5 * h[0], (bg.shape[0] - 0.5) * h[0], -0.5 * h[1], (bg.shape[1] - 0.5) * h[1])
-        ax.imshow(bg.T, origin="lower", extent=extent, cmap="gray", interpolation="nearest")
+        ax.imshow(bg.T, origin="lower", extent=extent, cmap="gray", vmin=grey_range[0], vmax=grey_range[1],
+                  interpolation="nearest")
         image = ax.imshow(np.ma.masked_less(u, u_min).T, origin="lower", extent=extent, cmap=cmap, vmin=0.0,
                           vmax=1.0, alpha=alpha, interpolation="nearest")
         for mask, colour in masks.values():
