@@ -22,3 +22,13 @@ def test_bench_sipf_json_shape(capsys):
 def test_bench_rejects_unknown_keys(capsys):
     assert cli.main(["bench", "sipf", "--set", "bogus=1"]) == 2
     assert "bogus" in capsys.readouterr().err
+
+
+def test_bench_glioma_json_shape(capsys):
+    rc = cli.main(["bench", "glioma", "--json", "--quick", "--set", "t_end=20"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["benchmark"] == "glioma"
+    methods = [r["method"] for r in out["rows"]]
+    assert methods[0].startswith("numpy") and any(m.startswith("numba") for m in methods)
+    assert all(r["solve_time_s"] > 0 and r["ratio_vs_numpy"] > 0 for r in out["rows"])

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from oncodyn.bench.glioma import bench_glioma
 from oncodyn.bench.sipf import bench_sipf
 
-BENCHMARKS: dict[str, Callable[..., dict]] = {"sipf": bench_sipf}
+BENCHMARKS: dict[str, Callable[..., dict]] = {"sipf": bench_sipf, "glioma": bench_glioma}
 
 
 def render_table(result: dict) -> str:

@@ -1,0 +1,119 @@
+"""``oncodyn bench glioma``: 3D forward solves on the MNI152 brain, 300 days, at 1 and 2 mm.
+
+Measured in one process on the same prepared domains (phase field excluded, cached):
+
+* ``numpy``: the readable reference (:func:`oncodyn.tumour.fk.step_numpy`, array slicing),
+  the plain NumPy explicit solver and the baseline of the ratios. At 1 mm it is timed over
+  ``numpy_steps`` steps and extrapolated to the full step count (stated in the row).
+* ``numba``: the compiled fused stencil (the forward solver of every experiment), the full solve.
+* ``torch``: the differentiable path (:class:`oncodyn.tumour.fk.TorchFK`) without gradient
+  tracking, on ``device``, over ``torch_steps`` steps, extrapolated.
+
+It also times one misfit gradient of the 2 mm inverse (discrete adjoint vs torch autograd).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import numpy as np
+
+from oncodyn.config import parse_set
+from oncodyn.core.device import resolve_device
+from oncodyn.experiments.glioma_common import ORIGIN_MNI
+from oncodyn.tumour.anatomy import load_mni152
+from oncodyn.tumour.fk import FKSolver, FKState, TorchFK, initial_state, schedule, simulate
+from oncodyn.tumour.model import FKParams
+from oncodyn.tumour.synthetic import domain_of
+
+
+def _time_steps(step, n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        step()
+    return (time.perf_counter() - t0) / n
+
+
+def bench_glioma(quick: bool = False, sets: list[str] | None = None, progress: bool = True) -> dict:
+    """Run the benchmark; ``sets`` overrides ``resolutions``, ``t_end``, ``numpy_steps``, ``torch_steps``, ``device``, ``gradient``."""
+    cfg = {"resolutions": [4.0] if quick else [1.0, 2.0], "t_end": 60.0 if quick else 300.0, "numpy_steps": 5,
+           "torch_steps": 5, "device": "auto", "gradient": not quick}
+    over = parse_set(sets)
+    unknown = set(over) - set(cfg)
+    if unknown:
+        raise ValueError(f"bench glioma: unknown key(s) {sorted(unknown)}; allowed: {sorted(cfg)}")
+    cfg.update(over)
+    device = resolve_device(cfg["device"])
+    p = FKParams()
+    T = float(cfg["t_end"])
+    phase = {"threshold": 0.5, "width_voxels": 1.0, "n_steps": 100}
+    rows, extra = [], {}
+    for res in cfg["resolutions"]:
+        res = float(res)
+        maps = load_mni152(int(res)) if res.is_integer() else None
+        if maps is None:
+            raise ValueError("bench glioma: resolutions must be integers (mm)")
+        dom = domain_of(maps, p.grey_ratio, phase)
+        x0 = maps.world_to_grid(np.asarray(ORIGIN_MNI))[0]
+        simulate(dom, p, x0, [1.0])  # compile
+        sol = simulate(dom, p, x0, [T], progress=progress, desc=f"numba {res:g} mm")
+        n = sol.n_steps
+        t_numba = sol.wall_time
+        # NumPy reference: full solve when cheap, else a few steps extrapolated
+        solver = FKSolver(dom, p, np.full(n, sol.dt_max), backend="numpy")
+        state = [FKState(u=initial_state(dom, p, x0))]
+
+        def np_step():
+            state[0] = solver.step(state[0])
+
+        k = n if dom.phi.size * n < 2e8 else int(cfg["numpy_steps"])
+        t_np = _time_steps(np_step, k) * n
+        rows.append({"resolution": f"{res:g} mm", "method": "numpy (reference)", "steps": n,
+                     "solve_time_s": t_np, "measured": "full" if k == n else f"{k} steps, extrapolated",
+                     "ratio_vs_numpy": 1.0})
+        rows.append({"resolution": f"{res:g} mm", "method": "numba (fast path)", "steps": n, "solve_time_s": t_numba,
+                     "measured": "full", "ratio_vs_numpy": t_np / t_numba})
+        import torch
+
+        fk = TorchFK(dom, device=device)
+        dts, _ = schedule(dom, p.D_white, p.rho, [T])
+        with torch.no_grad():
+            u = [fk.initial(x0, p)]
+
+            def t_step():
+                u1 = u[0] + float(dts[0]) * fk.rhs(u[0], p.D_white, p.rho)
+                u[0] = 0.5 * (u[0] + u1 + float(dts[0]) * fk.rhs(u1, p.D_white, p.rho))
+                if device == "cuda":
+                    torch.cuda.synchronize()
+
+            t_step()
+            kt = int(cfg["torch_steps"])
+            t_torch = _time_steps(t_step, kt) * n
+        rows.append({"resolution": f"{res:g} mm", "method": f"torch ({device}, differentiable path)", "steps": n,
+                     "solve_time_s": t_torch, "measured": f"{kt} steps, extrapolated", "ratio_vs_numpy": t_np / t_torch})
+        extra[f"{res:g} mm: grid / crop / unfrozen voxels"] = f"{maps.shape} / {dom.shape} / {int(dom.active.sum())}"
+        if cfg["gradient"] and res == 2.0:
+            extra.update(_gradient_timings(dom, p, x0, T, device))
+    extra["peak memory, process RSS (MiB)"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"benchmark": "glioma", "setting": {"t_end_days": T, "D_white": p.D_white, "rho": p.rho, "scheme": "heun",
+                                               "device": device, "origin_MNI_mm": ORIGIN_MNI},
+            "rows": rows, "extra": extra}
+
+
+def _gradient_timings(dom, p: FKParams, x0, T: float, device: str) -> dict:
+    """One misfit gradient at 2 mm, observations at T/2 and T: adjoint vs autograd."""
+    from oncodyn.tumour.inverse import FKInverse, InverseOptions, Observations
+
+    times = np.array([T / 2, T])
+    y = simulate(dom, p, x0, times).u
+    obs = Observations(times, y, np.broadcast_to(dom.phi >= 0.5, y.shape).copy(), (None, None))
+    th = np.log([0.1, 0.03])
+    out = {}
+    for g in ("adjoint", "autograd"):
+        inv = FKInverse(dom, obs, p, x0, InverseOptions(gradient=g, device=device))
+        inv.objective(th)  # warm up
+        t0 = time.perf_counter()
+        inv.objective(th)
+        out[f"2 mm misfit gradient, {g} (s)"] = time.perf_counter() - t0
+    return out
