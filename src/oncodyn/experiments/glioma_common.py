@@ -214,15 +214,15 @@ class InverseStudyConfig(ExperimentConfig):
     rho_init: float = Field(0.05, gt=0)
     grid_size: int = Field(5, ge=0)
     mcmc_walkers: int = Field(16, ge=4)
-    mcmc_steps: int = Field(150, ge=0)
-    mcmc_burn: int = Field(50, ge=0)
+    mcmc_steps: int = Field(60, ge=0)
+    mcmc_burn: int = Field(20, ge=0)
     pinn_budget_s: float = Field(600.0, ge=0)
     pinn_collocation: int = Field(20_000, ge=100)
     pinn_record_every: int = Field(500, ge=1)
     pinn_tol: float = Field(0.04, gt=0)
 
 
-INVERSE_COLUMNS = ["method", "wall time", "D_w error (%)", "ρ error (%)", "D_w 95% interval", "ρ 95% interval"]
+INVERSE_COLUMNS = ["method (ours / published)", "wall time", "D_w error (%)", "ρ error (%)", "D_w 95% interval", "ρ 95% interval"]
 
 
 def run_inverse_study(ctx: RunContext, domain: FKDomain, obs, truth: FKParams, x0, cfg, label: str,
