@@ -114,11 +114,12 @@ def cahn_hilliard(mask: np.ndarray, spacing: Sequence[float], width_voxels: floa
     ``clip`` (default), which changes the integral by ~2e-5 (relative) on MNI152. Without
     clipping the integral is conserved to round-off.
 
-    Measured (2 CPU cores, numba backend, defaults: width 1 voxel, 100 steps, cfl 0.5, float32,
-    MNI152 tissue mask at threshold 0.5 via :func:`brain_phase_field`, kernels already
-    compiled): 1 mm (box 163 x 200 x 165 = 5.4 M voxels, dt = 0.211 mm^2) 1.1 s; 2 mm (box
-    92 x 110 x 87, dt = 0.842 mm^2) 0.18 s. The torch backend took 5.9 s and 1.6 s. The first
-    call in a fresh environment compiles the kernels (~3--5 s, then cached on disk).
+    Measured (2 CPU cores, numba backend, defaults: width 1 voxel, 100 steps, cfl 0.5, MNI152
+    tissue mask at threshold 0.5 via :func:`brain_phase_field`, kernels already compiled):
+    1 mm (box 163 x 200 x 165 = 5.4 M voxels, dt = 0.211 mm^2) 1.1 s; 2 mm (box 92 x 110 x 87,
+    dt = 0.842 mm^2) 0.18 s, on an otherwise idle machine (3--4 s and 1.2--1.8 s while other
+    jobs shared the cores). The torch backend took 5.9 s and 1.6 s (idle). The first call in a
+    fresh environment compiles the kernels (~2.5 s, then cached on disk).
 
     Args:
         mask: bool ``[n0, n1(, n2)]`` (or an initial phi in [0, 1]).
