@@ -155,7 +155,7 @@ def tumour_series(t: np.ndarray, us: np.ndarray, spacing, cfg: GliomaConfig) -> 
 
 def clinical_outputs(rd, maps: TissueMaps, domain: FKDomain, t: np.ndarray, u_crop: np.ndarray, cfg: GliomaConfig,
                      tag: str = "") -> dict:
-    """Write u(t) and the RT plans as NIfTI (input affine) and return the plan metrics at the last time.
+    """Write u(t) (NIfTI with the input affine, and NetCDF via xarray) and the RT plans; return the plan metrics at the last time.
 
     Args:
         u_crop: densities on the domain crop ``[n_t, *domain.shape]``.
@@ -167,6 +167,14 @@ def clinical_outputs(rd, maps: TissueMaps, domain: FKDomain, t: np.ndarray, u_cr
     nd = rd.subdir("nifti")
     pre = f"{tag}_" if tag else ""
     save_nifti(nd / f"{pre}u.nii.gz", np.moveaxis(full, 0, -1), maps)
+    import xarray as xr
+
+    axes = ["x", "y", "z"][: maps.ndim]
+    ds = xr.Dataset({"u": (("t", *axes), full.astype(np.float32))},
+                    coords={"t": ("t", np.asarray(t, float), {"units": "days"}),
+                            **{a: (a, c, {"units": "grid mm"}) for a, c in zip(axes, maps.coords())}},
+                    attrs={"affine": maps.affine.ravel().tolist(), "description": "tumour cell density u(x, t)"})
+    rd.write_dataset(f"{pre}u.nc", ds)
     brain = domain.embed(domain.phi) >= 0.5
     plans = radiotherapy_plans(full[-1], maps.spacing, brain_mask=brain, core=cfg.core_level, margin_mm=cfg.margin_mm)
     for k in ("core", "standard", "model"):
@@ -218,7 +226,7 @@ class InverseStudyConfig(ExperimentConfig):
     mcmc_burn: int = Field(20, ge=0)
     pinn_budget_s: float = Field(600.0, ge=0)
     pinn_collocation: int = Field(20_000, ge=100)
-    pinn_record_every: int = Field(500, ge=1)
+    pinn_record_every: int = Field(100, ge=1)
     pinn_tol: float = Field(0.04, gt=0)
 
 

@@ -129,7 +129,7 @@ class PatientConfig(AnatomyConfig):
         segmentations: the observed tumour (:class:`SegmentationSpec`), two or more days;
             empty with ``anatomy: mni152`` generates the demo patient.
         origin_world: tumour origin x₀ (world mm); ``null`` = centroid of the earliest
-            segmentation (of the highest level at that day).
+            segmentation (of the union of that day's segmentations: the whole visible tumour).
         predict_days: days at which to predict u (``null`` = the last segmentation day + 90).
         resolution_mm: model voxel size (mm); 2 by default: the differentiable 3D solver keeps
             every step for the gradient, which a 1 mm brain makes too large for most machines.
@@ -317,11 +317,13 @@ def segmentation_grids(cfg: PatientConfig, maps: TissueMaps) -> list[str]:
             out.append("source")
             continue
         what = "the tissue maps" if cfg.anatomy == "nifti" else "the MNI152 template (1 mm)"
+        grids = f"shape {tuple(src[0])}, affine {np.round(src[1], 3).tolist()}"
+        if not _same_grid(maps.shape, maps.affine, *src):
+            grids += (f"; or the model grid at resolution_mm: shape {tuple(maps.shape)}, affine "
+                      f"{np.round(maps.affine, 3).tolist()}")
         raise ValueError(
-            f"segmentations[{i}].path: must lie on the grid of {what} (shape {tuple(src[0])}, affine "
-            f"{np.round(src[1], 3).tolist()}) or of the model grid (shape {tuple(maps.shape)}, affine "
-            f"{np.round(maps.affine, 3).tolist()}); got shape {shape}, affine {np.round(affine, 3).tolist()} "
-            f"in {s.path} (register/resample the segmentation to the anatomy first)")
+            f"segmentations[{i}].path: must lie on the grid of {what} ({grids}); got shape {shape}, affine "
+            f"{np.round(affine, 3).tolist()} in {s.path} (register/resample the segmentation to the anatomy first)")
     return out
 
 
@@ -385,14 +387,16 @@ def resolve_origin(cfg: PatientConfig, maps: TissueMaps, masks: np.ndarray,
         if not nonempty:
             raise ValueError("segmentations: every segmentation is empty on the model grid; "
                              "check labels/threshold, or set origin_world")
-        t0 = cfg.segmentations[nonempty[0]].time
-        i = max((k for k in nonempty if cfg.segmentations[k].time == t0), key=lambda k: cfg.segmentations[k].level)
         from scipy import ndimage
 
-        c = np.asarray(ndimage.center_of_mass(masks[i])) * np.asarray(maps.spacing)
+        t0 = cfg.segmentations[nonempty[0]].time
+        first = [k for k in nonempty if cfg.segmentations[k].time == t0]
+        union = np.any(masks[first], axis=0)  # the whole visible tumour of the first scan
+        c = np.asarray(ndimage.center_of_mass(union)) * np.asarray(maps.spacing)
         world = maps.grid_to_world(c)[0].tolist()
-        source = f"centroid of segmentations[{i}] (day {t0:g})"
-        name = f"origin_world (null: the centroid of segmentations[{i}])"
+        which = ", ".join(f"segmentations[{k}]" for k in first)
+        source = f"centroid of {which} (day {t0:g})"
+        name = f"origin_world (null: the centroid of {which})"
     x0 = origin_in_grid(maps, world, field=name)
     idx = tuple(int(round(v / h)) for v, h in zip(x0, maps.spacing))
     frac = float(maps.tissue()[idx])
@@ -582,7 +586,8 @@ def make_demo_patient(cfg: PatientConfig, ctx: RunContext) -> tuple[PatientConfi
                 ctx.log(f"  day {t:g}: nothing reaches u >= {lv} (segmentation skipped)")
     if len({s["time"] for s in specs}) < 2:
         raise ValueError(f"demo_times: the demo tumour is visible (u >= {levels[0]}) on fewer than two of the days "
-                         f"{days}; choose later days (in 3D, D_w = 0.13 and rho = 0.025 show u >= 0.25 from about day 200)")
+                         f"{days}; choose later days (in 3D, D_w = 0.13 and rho = 0.025 show u >= 0.25 "
+                         "from about day 200)")
     new = PatientConfig.model_validate({**cfg.model_dump(), "segmentations": specs})
     info = {"truth": {"D_white": cfg.D_white, "rho": cfg.rho, "origin_world": world, "x0_grid_mm": x0.tolist()},
             "factor": f, "fine_spacing_mm": maps.spacing[0] / f, "fine_wall_time_s": case.fine_wall_time,
@@ -606,7 +611,8 @@ def estimate_table(res, mc: dict | None, demo: dict | None) -> Comparison:
         return [name, pub, est, iv, t if t is not None else "unknown", 100 * abs(est / t - 1) if t else "-"]
 
     speed = 2 * math.sqrt(res.D_white * res.rho)
-    rows = [row("D_w (mm²/day)", "D_white", PUBLISHED_REFERENCE["D_white"], res.D_white, _interval(res.intervals["D_white"])),
+    rows = [row("D_w (mm²/day)", "D_white", PUBLISHED_REFERENCE["D_white"], res.D_white,
+                _interval(res.intervals["D_white"])),
             row("ρ (1/day)", "rho", PUBLISHED_REFERENCE["rho"], res.rho, _interval(res.intervals["rho"]))]
     if mc:
         rows += [row("D_w, emcee median", "D_white", "-", mc["D_white_q"][1], _interval(mc["D_white_q"][::2])),
@@ -633,7 +639,8 @@ def agreement_table(agree: list[dict]) -> Comparison:
     rows = [[f"segmentations[{a['index']}] ({Path(a['path']).name})", a["time"], a["level"],
              a["observed_volume"] / 1000, a["predicted_volume"] / 1000, a["dice"]] for a in agree]
     return Comparison(title="Observed segmentations vs the fitted model",
-                      columns=["segmentation", "day", "level ℓ", "observed (mL)", "predicted {u ≥ ℓ} (mL)", "Dice"],
+                      columns=["segmentation", "day", "level ℓ", "observed (mL)", "predicted {u ≥ ℓ} (mL)",
+                               "Dice"],
                       rows=rows, note="Volumes and Dice on the brain voxels (φ ≥ ½) of the model grid.")
 
 
@@ -666,7 +673,7 @@ def _notes(cfg: PatientConfig, inputs: PatientInputs, agree: list[dict], demo: d
                      f"{demo['truth']['D_white']}, ρ = {demo['truth']['rho']} from world mm "
                      f"{demo['truth']['origin_world']}; its label images are in input/.")
     notes.append(f"origin x0 = world mm {np.round(inputs.origin_world, 1).tolist()} ({inputs.origin_source}); "
-                 + ("fitted within the given radius." if cfg.fit_origin else "held fixed (fit_origin: true infers it)."))
+                 + ("fitted within origin_radius." if cfg.fit_origin else "held fixed (fit_origin: true infers it)."))
     days = [s.time for s in inputs.specs]
     if len(set(days)) < len(days):
         notes.append(f"segmentations of the same day are observed {SAME_DAY_SHIFT:g} day apart (solver schedule).")
@@ -678,12 +685,13 @@ def _notes(cfg: PatientConfig, inputs: PatientInputs, agree: list[dict], demo: d
             notes.append(f"segmentations[{a['index']}]: {100 * a['outside_brain_fraction']:.0f}% of its voxels lie "
                          "outside the brain domain and were ignored (check the registration).")
         if a["observed_volume"] == 0:
-            notes.append(f"segmentations[{a['index']}] is empty on the brain voxels (it says u < {a['level']} everywhere).")
+            notes.append(f"segmentations[{a['index']}] is empty on the brain voxels "
+                         f"(it says u < {a['level']} everywhere).")
     return notes
 
 
 @register("glioma-patient", PatientConfig,
-          "glioma: your NIfTI anatomy + >= 2 segmentations -> D_w, rho with intervals, forecast, RT plans (demo if none)")
+          "glioma: your NIfTI anatomy + >= 2 segmentations -> D_w, rho (intervals), forecast, RT plans; demo if none")
 def run_patient(cfg: PatientConfig, ctx: RunContext) -> ExperimentResult:
     from oncodyn.tumour.synthetic import domain_of
 
@@ -777,9 +785,9 @@ def plot_patient(rd: RunDir) -> list:
         obs_r[f"observed ℓ = {lv:g}"] = (a["seg_times"][sel], _equivalent_radii(a["seg_volume"][sel]))
         obs_v[f"observed ℓ = {lv:g}"] = (a["seg_times"][sel], a["seg_volume"][sel] / 1000)
     names = {"core": "core", "oedema": "oedema", "u>=0.01": "u ≥ 0.01"}
-    out.append(fg.curves(rd.figures / "radius_vs_time.png",
-                         {"equivalent radius": {**{f"model {v}": (t, a[f"series_radius_{k}"]) for k, v in names.items()},
-                                                **obs_r}}, "t (days)", "radius (mm)"))
+    model_r = {f"model {v}": (t, a[f"series_radius_{k}"]) for k, v in names.items()}
+    out.append(fg.curves(rd.figures / "radius_vs_time.png", {"equivalent radius": {**model_r, **obs_r}},
+                         "t (days)", "radius (mm)"))
     out.append(fg.curves(rd.figures / "volume_vs_time.png",
                          {"volume": {**{f"model {v}": (t, a[f"series_volume_{k}"] / 1000) for k, v in names.items()},
                                      **obs_v}}, "t (days)", "volume (mL)"))
