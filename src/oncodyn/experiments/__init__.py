@@ -6,4 +6,4 @@ from oncodyn.experiments import sipf_blowup  # noqa: F401
 from oncodyn.experiments import glioma_simple  # noqa: F401
 from oncodyn.experiments import glioma_patient2d  # noqa: F401
 from oncodyn.experiments import glioma_3d  # noqa: F401
-from oncodyn.experiments import glioma_pipeline
+from oncodyn.experiments import glioma_pipeline  # noqa: F401

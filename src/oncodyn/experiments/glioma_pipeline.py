@@ -690,9 +690,47 @@ def _notes(cfg: PatientConfig, inputs: PatientInputs, agree: list[dict], demo: d
     return notes
 
 
+def _metrics(res, mc, demo, inputs: PatientInputs, domain: FKDomain, fc: Forecast, cm: dict, series: dict,
+             agree: list[dict]) -> dict:
+    """The JSON metrics of a run: estimates, origin, grid, agreement, RT plans, series (and truth for the demo)."""
+    maps = inputs.maps
+    m = {"estimates": {"D_white": res.D_white, "rho": res.rho, "intervals95": res.intervals, "sigma_hat": res.sigma,
+                       "n_obs": res.n_obs, "misfit": res.misfit, "n_evals": res.n_evals,
+                       "wall_time_s": res.wall_time_s, "message": res.message,
+                       "x0_grid_mm": np.asarray(res.x0).tolist(), "x0_world": maps.grid_to_world(res.x0)[0].tolist()},
+         "origin": {"world": inputs.origin_world, "grid_mm": inputs.x0.tolist(), "source": inputs.origin_source},
+         "grid": {"shape": list(maps.shape), "spacing": list(maps.spacing), "affine": maps.affine.tolist(),
+                  "domain_shape": list(domain.shape)},
+         "segmentations": agree, "radiotherapy": cm, "forecast_wall_time_s": fc.wall_time_s,
+         "nifti_days": fc.t_nifti.tolist(), "series": {k: v.tolist() for k, v in series.items()}}
+    if mc:
+        m["mcmc"] = mc
+    if demo:
+        m["demo"] = {**demo, "errors": {k: abs(getattr(res, k) / demo["truth"][k] - 1) for k in ("D_white", "rho")}}
+    return m
+
+
+def _figure_arrays(inputs: PatientInputs, domain: FKDomain, fc: Forecast, i_plans: int, cm: dict, plans: dict,
+                   agree: list[dict], series: dict, samples) -> dict[str, np.ndarray]:
+    """What the plotter reads (full-grid fields ``[n0, n1, n2]``, masks, series)."""
+    last_seg = max(s.time for s in inputs.specs)
+    arrays = {"background": inputs.maps.tissue().astype(np.float32), "spacing": np.asarray(inputs.maps.spacing),
+              "t_plans": np.asarray(cm["t_plans"]), "u_T": domain.embed(fc.u[i_plans]).astype(np.float32),
+              "t_last_seg": np.asarray(last_seg), "u_last_seg": domain.embed(fc.at(last_seg)).astype(np.float32),
+              "plan_standard": plans["standard"], "plan_model": plans["model"], "core": plans["core"],
+              "seg_masks": inputs.masks.astype(np.uint8), "seg_times": np.array([s.time for s in inputs.specs]),
+              "seg_levels": np.array([s.level for s in inputs.specs]),
+              "seg_volume": np.array([a["observed_volume"] for a in agree]),
+              **{f"series_{k}": v for k, v in series.items()}}
+    if samples is not None:
+        arrays["mcmc_samples"] = samples
+    return arrays
+
+
 @register("glioma-patient", PatientConfig,
           "glioma: your NIfTI anatomy + >= 2 segmentations -> D_w, rho (intervals), forecast, RT plans; demo if none")
 def run_patient(cfg: PatientConfig, ctx: RunContext) -> ExperimentResult:
+    """Steps 1--6 of the module docstring (after generating the demo patient when there are no segmentations)."""
     from oncodyn.tumour.synthetic import domain_of
 
     demo = None
@@ -710,37 +748,13 @@ def run_patient(cfg: PatientConfig, ctx: RunContext) -> ExperimentResult:
     series = tumour_series(fc.t, fc.u, maps.spacing, cfg)
     agree = segmentation_agreement(domain, inputs, fc)
 
-    metrics = {
-        "estimates": {"D_white": res.D_white, "rho": res.rho, "intervals95": res.intervals, "sigma_hat": res.sigma,
-                      "n_obs": res.n_obs, "misfit": res.misfit, "n_evals": res.n_evals, "wall_time_s": res.wall_time_s,
-                      "message": res.message, "x0_grid_mm": np.asarray(res.x0).tolist(),
-                      "x0_world": maps.grid_to_world(res.x0)[0].tolist()},
-        "origin": {"world": inputs.origin_world, "grid_mm": inputs.x0.tolist(), "source": inputs.origin_source},
-        "grid": {"shape": list(maps.shape), "spacing": list(maps.spacing), "affine": maps.affine.tolist(),
-                 "domain_shape": list(domain.shape)},
-        "segmentations": agree, "radiotherapy": cm, "forecast_wall_time_s": fc.wall_time_s,
-        "nifti_days": fc.t_nifti.tolist(), "series": {k: v.tolist() for k, v in series.items()},
-    }
-    if mc:
-        metrics["mcmc"] = mc
+    metrics = _metrics(res, mc, demo, inputs, domain, fc, cm, series, agree)
     if demo:
-        errs = {k: abs(getattr(res, k) / demo["truth"][k] - 1) for k in ("D_white", "rho")}
-        metrics["demo"] = {**demo, "errors": errs}
+        e = metrics["demo"]["errors"]
         ctx.log(f"  demo truth D_w = {demo['truth']['D_white']}, rho = {demo['truth']['rho']}: errors "
-                f"{100 * errs['D_white']:.1f}%, {100 * errs['rho']:.1f}%")
-
-    last_seg = max(s.time for s in inputs.specs)
-    arrays = {"background": maps.tissue().astype(np.float32), "spacing": np.asarray(maps.spacing),
-              "t_plans": np.asarray(cm["t_plans"]), "u_T": domain.embed(fc.u[idx[-1]]).astype(np.float32),
-              "t_last_seg": np.asarray(last_seg), "u_last_seg": domain.embed(fc.at(last_seg)).astype(np.float32),
-              "plan_standard": plans["standard"], "plan_model": plans["model"], "core": plans["core"],
-              "seg_masks": inputs.masks.astype(np.uint8), "seg_times": np.array([s.time for s in inputs.specs]),
-              "seg_levels": np.array([s.level for s in inputs.specs]),
-              "seg_volume": np.array([a["observed_volume"] for a in agree]),
-              **{f"series_{k}": v for k, v in series.items()}}
-    if samples is not None:
-        arrays["mcmc_samples"] = samples
-    ctx.rundir.write_arrays("pipeline.npz", arrays)
+                f"{100 * e['D_white']:.1f}%, {100 * e['rho']:.1f}%")
+    ctx.rundir.write_arrays("pipeline.npz", _figure_arrays(inputs, domain, fc, idx[-1], cm, plans, agree, series,
+                                                           samples))
     tables = [estimate_table(res, mc, demo), agreement_table(agree), prediction_table(series, fc, cm, cfg)]
     return ExperimentResult(metrics=metrics, tables=tables, notes=_notes(cfg, inputs, agree, demo))
 
