@@ -26,6 +26,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/oncodyn bench sipf
+	$(BIN)/oncodyn bench glioma
 
 clean:
 	rm -rf runs .pytest_cache
