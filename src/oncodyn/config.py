@@ -68,6 +68,15 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def apply_sets(defaults: dict[str, Any], sets: list[str] | None, where: str) -> dict[str, Any]:
+    """``defaults`` updated by ``--set`` items; an unknown key raises ``ValueError`` listing the allowed ones."""
+    over = parse_set(sets)
+    unknown = set(over) - set(defaults)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(defaults)}")
+    return {**defaults, **over}
+
+
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():

@@ -21,7 +21,7 @@ from oncodyn.chemotaxis.driver import initial_particles, simulate
 from oncodyn.chemotaxis.models import KellerSegelParams
 from oncodyn.chemotaxis.sipf import SIPFOptions, SIPFSolver
 from oncodyn.chemotaxis.sipf_reference import SIPFReference
-from oncodyn.config import parse_set
+from oncodyn.config import apply_sets
 from oncodyn.core.device import resolve_device
 from oncodyn.core.rng import BrownianPath
 
@@ -42,11 +42,7 @@ def bench_sipf(quick: bool = False, sets: list[str] | None = None, progress: boo
     cfg = {"n_particles": 1000 if quick else 10_000, "n_modes": 12 if quick else 24, "mass": 80.0,
            "repeats": 3, "baseline_repeats": 1, "s1_run": True, "s1_steps": 100 if quick else 1000,
            "fmm_tol": 1e-6, "batch_size": 100, "device": "auto"}
-    over = parse_set(sets)
-    unknown = set(over) - set(cfg)
-    if unknown:
-        raise ValueError(f"bench sipf: unknown key(s) {sorted(unknown)}; allowed: {sorted(cfg)}")
-    cfg.update(over)
+    cfg = apply_sets(cfg, sets, "bench sipf")
     device = resolve_device(cfg["device"])
     P, H = int(cfg["n_particles"]), int(cfg["n_modes"])
     params = KellerSegelParams(mass=float(cfg["mass"]))

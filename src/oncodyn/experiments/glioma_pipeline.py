@@ -63,6 +63,8 @@ from oncodyn.experiments.glioma_common import (ORIGIN_MNI, AnatomyConfig, check_
                                                load_anatomy, origin_in_grid, tumour_series)
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, plotter, register
 from oncodyn.io.rundir import RunDir
+from oncodyn.tumour.anatomy import same_grid
+from oncodyn.tumour.clinical import equivalent_radius
 from oncodyn.tumour.domain import TissueMaps
 from oncodyn.tumour.fk import FKDomain
 
@@ -72,8 +74,6 @@ SAME_DAY_SHIFT = 1e-3
 
 #: The source study's simulation values (D_w mm²/day, ρ 1/day), shown for orientation.
 PUBLISHED_REFERENCE = {"D_white": 0.13, "rho": 0.025}
-
-_AFFINE_ATOL = 1e-4
 
 
 # ----------------------------------------------------------------------------- config
@@ -295,10 +295,6 @@ def source_grid(cfg: PatientConfig) -> tuple[tuple[int, ...], np.ndarray]:
     return MNI152_SHAPE, np.asarray(load_mni152(1).affine, float)
 
 
-def _same_grid(shape, affine, ref_shape, ref_affine) -> bool:
-    return tuple(shape) == tuple(ref_shape) and bool(np.allclose(affine, ref_affine, atol=_AFFINE_ATOL))
-
-
 def segmentation_grids(cfg: PatientConfig, maps: TissueMaps) -> list[str]:
     """Per segmentation ``"model"`` (on the model grid) or ``"source"`` (on the anatomy files' grid).
 
@@ -309,16 +305,16 @@ def segmentation_grids(cfg: PatientConfig, maps: TissueMaps) -> list[str]:
     out = []
     for i, s in enumerate(cfg.segmentations):
         shape, affine = _header(s.path, f"segmentations[{i}].path")
-        if _same_grid(shape, affine, maps.shape, maps.affine):
+        if same_grid(shape, affine, maps.shape, maps.affine):
             out.append("model")
             continue
         src = src or source_grid(cfg)
-        if _same_grid(shape, affine, *src):
+        if same_grid(shape, affine, *src):
             out.append("source")
             continue
         what = "the tissue maps" if cfg.anatomy == "nifti" else "the MNI152 template (1 mm)"
         grids = f"shape {tuple(src[0])}, affine {np.round(src[1], 3).tolist()}"
-        if not _same_grid(maps.shape, maps.affine, *src):
+        if not same_grid(maps.shape, maps.affine, *src):
             grids += (f"; or the model grid at resolution_mm: shape {tuple(maps.shape)}, affine "
                       f"{np.round(maps.affine, 3).tolist()}")
         raise ValueError(
@@ -329,10 +325,10 @@ def segmentation_grids(cfg: PatientConfig, maps: TissueMaps) -> list[str]:
 
 def _grid_only(shape, affine) -> TissueMaps:
     """Zero tissue maps that only carry a grid (for :func:`load_segmentation`'s ``like``)."""
-    from oncodyn.tumour.anatomy import _spacing_from_affine
+    from oncodyn.tumour.anatomy import spacing_from_affine
 
     z = np.zeros(shape)
-    return TissueMaps(white=z, grey=z, csf=z, spacing=tuple(float(h) for h in _spacing_from_affine(affine)),
+    return TissueMaps(white=z, grey=z, csf=z, spacing=tuple(float(h) for h in spacing_from_affine(affine)),
                       affine=np.asarray(affine, float))
 
 
@@ -343,7 +339,7 @@ def mask_to_model_grid(mask: np.ndarray, affine: np.ndarray, cfg: PatientConfig,
     g = _grid_only(mask.shape, affine)
     frac = resample(TissueMaps(white=mask.astype(float), grey=g.grey, csf=g.csf, spacing=g.spacing, affine=g.affine),
                     cfg.resolution_mm)
-    if not _same_grid(frac.shape, frac.affine, maps.shape, maps.affine):  # pragma: no cover - resample is shared
+    if not same_grid(frac.shape, frac.affine, maps.shape, maps.affine):  # pragma: no cover - resample is shared
         raise ValueError("resolution_mm: the segmentations cannot be resampled onto the model grid")
     return frac.white >= 0.5
 
@@ -765,10 +761,6 @@ _SEG_COLOURS = ["cyan", "deepskyblue", "yellow", "orange", "red", "dodgerblue"]
 _PAIR_COLOURS = [("cyan", "yellow"), ("deepskyblue", "orange"), ("springgreen", "red")]  # (observed, predicted)
 
 
-def _equivalent_radii(volumes) -> np.ndarray:
-    return (3.0 * np.asarray(volumes, float) / (4.0 * math.pi)) ** (1.0 / 3.0)
-
-
 def plot_patient(rd: RunDir) -> list:
     """Predicted u with the observed segmentations and RT plans; observed vs predicted; radius/volume vs time."""
     from oncodyn.viz import figures as fg
@@ -796,7 +788,7 @@ def plot_patient(rd: RunDir) -> list:
     obs_r, obs_v = {}, {}
     for lv in np.unique(a["seg_levels"]):
         sel = a["seg_levels"] == lv
-        obs_r[f"observed ℓ = {lv:g}"] = (a["seg_times"][sel], _equivalent_radii(a["seg_volume"][sel]))
+        obs_r[f"observed ℓ = {lv:g}"] = (a["seg_times"][sel], np.array([equivalent_radius(v, 3) for v in a["seg_volume"][sel]]))
         obs_v[f"observed ℓ = {lv:g}"] = (a["seg_times"][sel], a["seg_volume"][sel] / 1000)
     names = {"core": "core", "oedema": "oedema", "u>=0.01": "u ≥ 0.01"}
     model_r = {f"model {v}": (t, a[f"series_radius_{k}"]) for k, v in names.items()}

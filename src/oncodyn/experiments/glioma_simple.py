@@ -15,10 +15,9 @@ from pydantic import Field, field_validator
 
 from oncodyn.core.fitting import fit_slope
 from oncodyn.experiments.glioma_common import INVERSE_COLUMNS, GliomaConfig, InverseStudyConfig, plot_inverse, run_inverse_study
-from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, register
+from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, plotter, register
 from oncodyn.io.rundir import RunDir
 from oncodyn.tumour.fk import FKDomain, prepare_domain, simulate
-from oncodyn.tumour.model import FKParams
 from oncodyn.tumour.phasefield import ball_phase_field
 from oncodyn.tumour.radial import RadialFKOptions, solve_radial_fk
 
@@ -192,8 +191,6 @@ def plot_simple_forward(rd: RunDir) -> list:
                                  "h (mm)", "relative L2 error", "FD convergence"))
     return out
 
-
-from oncodyn.experiments.registry import plotter  # noqa: E402
 
 plotter("glioma-simple-forward")(plot_simple_forward)
 

@@ -30,7 +30,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from oncodyn.tumour.fk import FKDomain, euler_numba, initial_state
+from oncodyn.tumour.fk import FKDomain, FKSolver, FKState, initial_state
+from oncodyn.tumour.inverse import soft_indicator
 from oncodyn.tumour.model import FKParams
 
 
@@ -78,18 +79,13 @@ def misfit_gradient(domain: FKDomain, params: FKParams, x0, dts: np.ndarray, out
     D, rho = params.D_white, params.rho
     act = domain.active.astype(float)
     inv_phi = domain.inv_phi
-    u = initial_state(domain, params, x0)
-    states = [u]
-    buf = np.zeros_like(u)
-    buf2 = np.zeros_like(u)
-    for dt in dts:  # forward, keeping every state
-        euler_numba(u, buf, domain, D, rho, float(dt))
-        if scheme == "euler":
-            u = buf.copy()
-        else:
-            euler_numba(buf, buf2, domain, D, rho, float(dt), base=u, alpha=0.5)
-            u = buf2.copy()
-        states.append(u)
+    solver = FKSolver(domain, params, dts, backend="numba", scheme=scheme)
+    state = FKState(u=initial_state(domain, params, x0))
+    states = [state.u.copy()]
+    for _ in dts:  # forward, keeping every state (the solver reuses its buffers, hence the copies)
+        state = solver.step(state)
+        states.append(state.u.copy())
+    u = states[-1]
     # misfit and its derivative at the output steps
     preds, seeds = [], {}
     phi_val = 0.0
@@ -98,7 +94,7 @@ def misfit_gradient(domain: FKDomain, params: FKParams, x0, dts: np.ndarray, out
         if lv is None:
             pred, dpred = uk, 1.0
         else:
-            pred = 1.0 / (1.0 + np.exp(-(uk - lv) / soft_width))
+            pred = soft_indicator(uk, lv, soft_width)
             dpred = pred * (1.0 - pred) / soft_width
         r = (pred - values[k]) * observed[k]
         phi_val += 0.5 * float((r * r).sum())

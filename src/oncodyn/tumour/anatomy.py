@@ -113,7 +113,7 @@ def _load_mni152_1mm() -> TissueMaps:
     grey = np.clip(gm * mask, 0.0, 1.0)
     white, grey = _normalise_pair(white, grey)
     csf = mask * np.clip(1.0 - white - grey, 0.0, 1.0)
-    h = tuple(float(z) for z in _spacing_from_affine(gm_img.affine))
+    h = tuple(float(z) for z in spacing_from_affine(gm_img.affine))
     return TissueMaps(white=white, grey=grey, csf=csf, spacing=h, affine=np.array(gm_img.affine, float),
                       header=_copy_header(gm_img.header))
 
@@ -251,7 +251,7 @@ def _copy_header(header):
     return None if header is None else header.copy()
 
 
-def _spacing_from_affine(affine: np.ndarray) -> np.ndarray:
+def spacing_from_affine(affine: np.ndarray) -> np.ndarray:
     """Voxel sizes (mm): norms of the affine's columns."""
     return np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(axis=0))
 
@@ -479,6 +479,11 @@ def _segmentation_on_grid(img, like: TissueMaps, path: str) -> np.ndarray:
     return np.take(np.asarray(img.get_fdata(), float).reshape(shape), k, axis=cut)
 
 
+def same_grid(shape, affine, ref_shape, ref_affine) -> bool:
+    """Equal shapes and affines equal to within ``_AFFINE_ATOL`` mm."""
+    return tuple(shape) == tuple(ref_shape) and bool(np.allclose(affine, ref_affine, atol=_AFFINE_ATOL))
+
+
 def _require_same_grid(name, shape, affine, ref_name, ref_shape, ref_affine) -> None:
     require(tuple(shape) == tuple(ref_shape), name, f"of the same shape as {ref_name} {tuple(ref_shape)}",
             f"shape {tuple(shape)}")
@@ -569,6 +574,6 @@ def _from_labels(img, values: dict[str, list[int]], path: str) -> TissueMaps:
 
 def _maps_from(img, white, grey, csf) -> TissueMaps:
     affine = np.array(img.affine, float)
-    spacing = tuple(float(h) for h in _spacing_from_affine(affine))
+    spacing = tuple(float(h) for h in spacing_from_affine(affine))
     return TissueMaps(white=white, grey=grey, csf=csf, spacing=spacing, affine=affine,
                       header=_copy_header(img.header))

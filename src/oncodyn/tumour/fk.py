@@ -114,10 +114,6 @@ class FKDomain:
         out[sl] = u
         return out
 
-    def integral(self, f: np.ndarray) -> float:
-        """Σ f h^dim over the crop (mm^dim times the unit of f)."""
-        return float(f.sum() * np.prod(self.spacing))
-
 
 def prepare_domain(phi: np.ndarray, diffusivity: np.ndarray, spacing, phi_min: float = 1e-3) -> FKDomain:
     """Crop, freeze and build the face conductances.
@@ -192,6 +188,12 @@ def time_grid(t_out, dt_max: float) -> np.ndarray:
         out += [(t1 - t) / n] * n
         t = t1
     return np.asarray(out)
+
+
+def output_steps(dts: np.ndarray, t_out) -> list[int]:
+    """Step index (1-based count of steps taken) at which each output time is reached."""
+    ends = np.cumsum(dts)
+    return [int(np.argmin(np.abs(ends - t))) + 1 for t in np.asarray(t_out, float)]
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -339,8 +341,7 @@ def simulate(domain: FKDomain, params: FKParams, x0, t_out, backend: str = "numb
         require(dt_max > 0, "dt_max", "> 0 (days)", dt_max)
         dt = min(dt, dt_max)
     dts = time_grid(t_out, dt)
-    ends = np.round(np.cumsum(dts), 9)
-    out_steps = [int(np.argmin(np.abs(ends - t))) + 1 for t in np.asarray(t_out, float)]
+    out_steps = output_steps(dts, t_out)
     solver = FKSolver(domain, params, dts, backend, scheme)
     state = FKState(u=initial_state(domain, params, x0))
     snaps = SnapshotTracker(lambda s: s.u, out_steps)
@@ -415,5 +416,4 @@ class TorchFK:
 def schedule(domain: FKDomain, D_max: float, rho_max: float, t_out, cfl: float = 0.9) -> tuple[np.ndarray, list[int]]:
     """Step sizes stable for all D_w <= D_max, ρ <= rho_max, and the step index of each output."""
     dts = time_grid(t_out, domain.stable_dt(D_max, rho_max, cfl))
-    ends = np.cumsum(dts)
-    return dts, [int(np.argmin(np.abs(ends - t))) + 1 for t in np.asarray(t_out, float)]
+    return dts, output_steps(dts, t_out)

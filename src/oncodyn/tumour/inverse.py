@@ -36,10 +36,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from oncodyn.tumour.fk import FKDomain, TorchFK, simulate, time_grid
+from oncodyn.tumour.fk import FKDomain, TorchFK, schedule, simulate
 from oncodyn.tumour.model import FKParams, require
 
 LADDER = 1.25
+
+
+def soft_indicator(u: np.ndarray, level: float, width: float) -> np.ndarray:
+    """σ((u - ℓ)/s), the smoothed segmentation {u >= ℓ} (NumPy arrays)."""
+    return 1.0 / (1.0 + np.exp(-(u - level) / width))
 
 
 @dataclass(frozen=True, eq=False)
@@ -204,9 +209,7 @@ class FKInverse:
     def _schedule(self, D: float, rho: float):
         key = (_rung(D), _rung(rho))
         if key not in self._schedules:
-            dts = time_grid(self.obs.times, self.domain.stable_dt(key[0], key[1], self.opt.cfl))
-            ends = np.cumsum(dts)
-            self._schedules[key] = (dts, [int(np.argmin(np.abs(ends - t))) + 1 for t in self.obs.times])
+            self._schedules[key] = schedule(self.domain, key[0], key[1], self.obs.times, self.opt.cfl)
         return self._schedules[key]
 
     # --- model
@@ -266,7 +269,7 @@ class FKInverse:
         pred = simulate(self.domain, p, x0, self.obs.times, scheme=self.opt.scheme, dt_max=dt, cfl=1.0).u
         for k, lv in enumerate(self.obs.levels):
             if lv is not None:
-                pred[k] = 1.0 / (1.0 + np.exp(-(pred[k] - lv) / self.obs.soft_width))
+                pred[k] = soft_indicator(pred[k], lv, self.obs.soft_width)
         return pred
 
     def jacobian(self, theta: np.ndarray) -> np.ndarray:
