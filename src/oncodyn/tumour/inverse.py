@@ -30,6 +30,7 @@ between rungs.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -180,16 +181,28 @@ class FKInverse:
         self.domain, self.obs, self.params, self.opt = domain, obs, params, options
         self.x0_guess = np.asarray(x0, float)
         require(self.x0_guess.size == domain.ndim, "x0", f"{domain.ndim} coordinates (grid mm)", self.x0_guess.tolist())
-        self.fk = TorchFK(domain, device=options.device)
-        torch = self.fk.torch
-        self.torch = torch
-        self._y = torch.as_tensor(obs.values, dtype=self.fk.dtype, device=options.device)
-        self._m = torch.as_tensor(obs.observed, device=options.device)
         self._schedules: dict = {}
         self.history: list[dict] = []
         g = options.gradient
         self.gradient = ("autograd" if options.device == "cuda" else "adjoint") if g == "auto" else g
         self._t0 = time.perf_counter()
+
+    @functools.cached_property
+    def fk(self) -> TorchFK:
+        """The torch solver (built on first use: the adjoint path never needs it)."""
+        return TorchFK(self.domain, device=self.opt.device)
+
+    @property
+    def torch(self):
+        return self.fk.torch
+
+    @functools.cached_property
+    def _y(self):
+        return self.torch.as_tensor(self.obs.values, dtype=self.fk.dtype, device=self.opt.device)
+
+    @functools.cached_property
+    def _m(self):
+        return self.torch.as_tensor(self.obs.observed, device=self.opt.device)
 
     # --- parameterisation
     @property
