@@ -22,7 +22,7 @@ and the adjoint :math:`\lambda'` of :math:`u'`:
 in memory (``n_steps`` copies of the crop). The result equals torch autograd through
 :class:`~oncodyn.tumour.fk.TorchFK` to round-off (tested); it is the CPU path of the inverse
 because autograd records ~30 tensors per step: on the 2 mm MNI152 brain one gradient needs
-12.9 GB with autograd and 1.2 GB here, in about the same time (~2.2 s, 2 cores).
+9.0 GB with autograd and 1.2 GB here (``oncodyn bench glioma --set resolutions=[2]``).
 """
 
 from __future__ import annotations
