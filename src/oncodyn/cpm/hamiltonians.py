@@ -40,6 +40,8 @@ from oncodyn.cpm.lattice import CPMState, neighbourhood_size
 def _per_type(value, n_types: int, name: str, nonneg: bool = True) -> np.ndarray:
     """A scalar or a per-type sequence ``[n_types + 1]`` (entry 0 = medium) as float64."""
     v = np.asarray(value, float)
+    if nonneg and np.any(v < 0):
+        raise ValueError(f"{name} must be >= 0, got {value}")
     if v.ndim == 0:
         out = np.full(n_types + 1, float(v))
         out[0] = 0.0
@@ -47,8 +49,6 @@ def _per_type(value, n_types: int, name: str, nonneg: bool = True) -> np.ndarray
     if v.shape != (n_types + 1,):
         raise ValueError(f"{name} must be a scalar or have n_types + 1 = {n_types + 1} entries (entry 0 = medium), "
                          f"got shape {v.shape}")
-    if nonneg and np.any(v < 0):
-        raise ValueError(f"{name} must be >= 0, got {list(v)}")
     return v.copy()
 
 
