@@ -27,6 +27,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/oncodyn bench sipf
 	$(BIN)/oncodyn bench glioma
+	$(BIN)/oncodyn bench cpm
 
 clean:
 	rm -rf runs .pytest_cache

@@ -32,3 +32,22 @@ def test_bench_glioma_json_shape(capsys):
     methods = [r["method"] for r in out["rows"]]
     assert methods[0].startswith("numpy") and any(m.startswith("numba") for m in methods)
     assert all(r["solve_time_s"] > 0 and r["ratio_vs_numpy"] > 0 for r in out["rows"])
+
+
+def test_bench_cpm_json_shape(capsys):
+    rc = cli.main(["bench", "cpm", "--json", "--quick"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["benchmark"] == "cpm"
+    methods = [r["method"] for r in out["rows"]]
+    assert methods[0].startswith("pure Python") and methods[-1].startswith("Artistoo (published")
+    for prefix in ("exact (numba", "parallel exact", "approx parallel"):
+        assert any(m.startswith(prefix) for m in methods), prefix
+    keys = {"case", "method", "copy_attempts_per_s", "mcs_per_s", "acceptance", "ratio_vs_python", "ratio_vs_artistoo"}
+    for r in out["rows"]:
+        assert keys <= set(r)
+        assert r["copy_attempts_per_s"] > 0 and r["ratio_vs_python"] > 0 and r["ratio_vs_artistoo"] > 0
+        if not r["method"].startswith("Artistoo"):
+            assert r["mcs_per_s"] > 0 and 0 < r["acceptance"] <= 1
+    assert out["rows"][0]["ratio_vs_python"] == 1.0
+    assert out["extra"]["parallel sampler threads"] >= 1

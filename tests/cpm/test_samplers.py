@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from oncodyn.cpm.exactness import boltzmann, enumerate_states, exactness, translation_classes
+from oncodyn.cpm.exactness import exactness, one_cell_strip, two_cells_3x3
 from oncodyn.cpm.hamiltonians import Contact, Hamiltonian, Perimeter, Volume
 from oncodyn.cpm.lattice import CPMState, Lattice, voronoi_blob
 from oncodyn.cpm.observables import components_per_cell
@@ -12,37 +12,16 @@ from oncodyn.cpm.samplers import ApproxParallelSampler, MetropolisSampler, Paral
 SEEDS = (0, 1, 2)
 
 
-def two_cells_3x3():
-    """3×3 walled lattice filled by two cells (510 states), contact + volume + perimeter, T = 8."""
-    lat = Lattice((3, 3), periodic=False)
-    ct = np.array([0, 1, 2])
-    j = np.array([[0, 3, 2], [3, 1, 2.5], [2, 2.5, 1.0]])
-    ham = Hamiltonian((Contact(j, order=2), Volume(lam=[0, 0.5, 0.3], target=[0, 4, 5]),
-                       Perimeter(lam=[0, 0.05, 0.02], target=[0, 10, 12], order=2)), temperature=8.0, copy_order=2)
-    states = enumerate_states(lat, ct, [1, 2])
-    start = CPMState(lat, np.array([[1, 1, 1], [1, 2, 2], [2, 2, 2]]), ct)
-    return start, ham, states, boltzmann(states, lat, ct, ham)
-
-
-def one_cell_strip():
-    """12×3 periodic lattice, one connected cell of 1..6 sites in medium (5,424 states, 152 shapes)."""
-    lat = Lattice((12, 3), periodic=True)
-    ct = np.array([0, 1])
-    ham = Hamiltonian((Contact(np.array([[0, 1.0], [1.0, 0]]), order=1), Volume(lam=1.0, target=3, n_types=1),
-                       Perimeter(lam=0.1, target=6, order=1, n_types=1)), temperature=1.5, copy_order=1)
-    states = enumerate_states(lat, ct, [0, 1], max_volume=6, connected=True)
-    start = CPMState(lat, np.array([[1, 1, 0]] + [[0, 0, 0]] * 11), ct)
-    return start, ham, states, boltzmann(states, lat, ct, ham), translation_classes(states, lat)
-
-
 @pytest.fixture(scope="module")
 def case_3x3():
-    return two_cells_3x3()
+    c = two_cells_3x3()
+    return c.start, c.hamiltonian, c.states, c.probs
 
 
 @pytest.fixture(scope="module")
 def case_strip():
-    return one_cell_strip()
+    c = one_cell_strip()
+    return c.start, c.hamiltonian, c.states, c.probs, c.classes
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from oncodyn.bench.cpm import bench_cpm
 from oncodyn.bench.glioma import bench_glioma
 from oncodyn.bench.sipf import bench_sipf
 
-BENCHMARKS: dict[str, Callable[..., dict]] = {"sipf": bench_sipf, "glioma": bench_glioma}
+BENCHMARKS: dict[str, Callable[..., dict]] = {"sipf": bench_sipf, "glioma": bench_glioma, "cpm": bench_cpm}
 
 
 def render_table(result: dict) -> str:

@@ -189,3 +189,53 @@ def exactness(sampler, states: np.ndarray, probs: np.ndarray, n_samples: int, th
     chi2, dof, p = chi2_against(counts, probs)
     tv = 0.5 * float(np.abs(counts / max(counts.sum(), 1) - probs).sum())
     return ExactnessResult(chi2, dof, p, tv, int(counts.sum()), unseen)
+
+
+# ----------------------------------------------------------------------------- the enumerable cases
+
+
+@dataclass
+class EnumerableCase:
+    """A tiny CPM whose states are listed: start state, Hamiltonian, states, Boltzmann law, classes."""
+
+    name: str
+    start: CPMState
+    hamiltonian: Hamiltonian
+    states: np.ndarray
+    probs: np.ndarray
+    classes: np.ndarray | None = None
+    connectivity: bool = False
+    thin_mcs: float = 20.0
+
+
+def two_cells_3x3() -> EnumerableCase:
+    """3×3 walled lattice filled by two cells (510 states): contact + volume + perimeter, T = 8."""
+    from oncodyn.cpm.hamiltonians import Contact, Perimeter, Volume
+
+    lat = Lattice((3, 3), periodic=False)
+    ct = np.array([0, 1, 2])
+    j = np.array([[0, 3, 2], [3, 1, 2.5], [2, 2.5, 1.0]])
+    ham = Hamiltonian((Contact(j, order=2), Volume(lam=[0, 0.5, 0.3], target=[0, 4, 5]),
+                       Perimeter(lam=[0, 0.05, 0.02], target=[0, 10, 12], order=2)), temperature=8.0, copy_order=2)
+    states = enumerate_states(lat, ct, [1, 2])
+    start = CPMState(lat, np.array([[1, 1, 1], [1, 2, 2], [2, 2, 2]]), ct)
+    return EnumerableCase("3×3 walled, two cells, no medium", start, ham, states, boltzmann(states, lat, ct, ham),
+                          thin_mcs=40.0)
+
+
+def one_cell_strip() -> EnumerableCase:
+    """12×3 periodic lattice, one connected cell of 1..6 sites in medium (5,424 states, 152 shapes).
+
+    Tall enough for two slabs of the parallel sampler; states are compared up to translation.
+    """
+    from oncodyn.cpm.hamiltonians import Contact, Perimeter, Volume
+
+    lat = Lattice((12, 3), periodic=True)
+    ct = np.array([0, 1])
+    ham = Hamiltonian((Contact(np.array([[0, 1.0], [1.0, 0]]), order=1), Volume(lam=1.0, target=3, n_types=1),
+                       Perimeter(lam=0.1, target=6, order=1, n_types=1)), temperature=1.5, copy_order=1)
+    states = enumerate_states(lat, ct, [0, 1], max_volume=6, connected=True)
+    start = CPMState(lat, np.array([[1, 1, 0]] + [[0, 0, 0]] * 11), ct)
+    return EnumerableCase("12×3 periodic, one connected cell in medium (by shape)", start, ham, states,
+                          boltzmann(states, lat, ct, ham), translation_classes(states, lat), connectivity=True,
+                          thin_mcs=20.0)

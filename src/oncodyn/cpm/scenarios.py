@@ -1,0 +1,164 @@
+"""Published CPM scenarios: Graner–Glazier cell sorting, the six sorting regimes, NeuralCPM data.
+
+Each builder returns ``(state, hamiltonian)`` ready for a sampler; sizes are parameters so the
+experiments can run published and reduced sizes with the same code.
+
+- :func:`graner_glazier` — Graner & Glazier (1992): dark (type 1) and light (type 2) cells,
+  J(d,d) = 2, J(d,l) = 11, J(l,l) = 14, J(·,medium) = 16, λ = 1, T = 10, target area 40,
+  Moore contacts (order 2). With the published J and T and contacts up to fourth-nearest
+  neighbours (order 4, 20 neighbours) the surface term outweighs λ = 1: cells shrink to ~57 %
+  of their target area and sorting freezes near a heterotypic fraction of 0.21, so order 2 is
+  the default (``contact_order=4`` remains available).
+- :data:`REGIMES` / :func:`sorting_regime` — the six regimes of Glazier & Graner (1993) as
+  tabulated in Morpheus' "simplified cell sorting" model, and :func:`classify_regime`, which
+  names the end state from observables.
+- :func:`neuralcpm_sorting` — the NeuralCPM cell-sorting data (types A and B).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from oncodyn.cpm.hamiltonians import Contact, Hamiltonian, Volume
+from oncodyn.cpm.lattice import CPMState, Lattice, voronoi_blob
+
+
+def contact_matrix(j11: float, j22: float, j12: float, j1m: float, j2m: float) -> np.ndarray:
+    """J for medium (0) and two cell types, ``[3, 3]``."""
+    return np.array([[0.0, j1m, j2m], [j1m, j11, j12], [j2m, j12, j22]])
+
+
+def aggregate(shape, n_cells: int, volume: float, rng: np.random.Generator, periodic: bool = True,
+              fill: float = 1.0) -> CPMState:
+    """A round confluent aggregate of ``n_cells`` cells of about ``volume`` sites, 50/50 types."""
+    return voronoi_blob(Lattice(tuple(shape), periodic), n_cells, volume, rng, (0.5, 0.5), fill=fill)
+
+
+# ----------------------------------------------------------------------------- Graner–Glazier
+
+
+GG_J = contact_matrix(j11=2.0, j22=14.0, j12=11.0, j1m=16.0, j2m=16.0)
+#: Attempts per site in one MCS of Graner & Glazier (1992) (spec: paper MCS = 16 N attempts).
+GG_PAPER_MCS = 16.0
+
+
+def graner_glazier(shape=(100, 100), n_cells: int = 150, target: float = 40.0, temperature: float = 10.0,
+                   lam: float = 1.0, contact_order: int = 2, copy_order: int = 2, seed: int = 0
+                   ) -> tuple[CPMState, Hamiltonian]:
+    """The Graner–Glazier sorting aggregate: ``n_cells`` cells (half dark, half light) of area ``target``."""
+    rng = np.random.default_rng(seed)
+    state = aggregate(shape, n_cells, target, rng)
+    ham = Hamiltonian((Contact(GG_J, order=contact_order), Volume(lam=lam, target=target)),
+                      temperature=temperature, copy_order=copy_order)
+    return state, ham
+
+
+# ----------------------------------------------------------------------------- six regimes
+
+
+@dataclass(frozen=True)
+class Regime:
+    """One row of the sorting phase diagram: contact energies, temperature, λ."""
+
+    name: str
+    j11: float
+    j22: float
+    j12: float
+    j1m: float
+    j2m: float
+    temperature: float
+    lam: float = 1.0
+
+    @property
+    def J(self) -> np.ndarray:
+        return contact_matrix(self.j11, self.j22, self.j12, self.j1m, self.j2m)
+
+
+REGIMES: dict[str, Regime] = {r.name: r for r in (
+    Regime("checkerboard", 10, 8, 6, 12, 12, 10),
+    Regime("separation", 6, 6, 16, 12, 6, 2),
+    Regime("engulfment", 14, 2, 11, 16, 16, 2),
+    Regime("reversal", 14, 2, 11, 30, 16, 2),
+    Regime("dispersal 1", 14, 2, 9, 16, 16, 5),
+    Regime("dispersal 2", 14, 4, 11, 2, 16, 5),
+)}
+
+
+def sorting_regime(name: str, shape=(100, 100), n_cells: int = 120, target: float = 40.0,
+                   contact_order: int = 2, copy_order: int = 2, seed: int = 0) -> tuple[CPMState, Hamiltonian]:
+    """An aggregate under the contact energies of regime ``name`` (a key of :data:`REGIMES`)."""
+    if name not in REGIMES:
+        raise ValueError(f"regime must be one of {list(REGIMES)}, got {name!r}")
+    r = REGIMES[name]
+    state = aggregate(shape, n_cells, target, np.random.default_rng(seed))
+    ham = Hamiltonian((Contact(r.J, order=contact_order), Volume(lam=r.lam, target=target)),
+                      temperature=r.temperature, copy_order=copy_order)
+    return state, ham
+
+
+def regime_features(state: CPMState) -> dict[str, float]:
+    """End-state observables of a two-type aggregate (4-neighbour boundaries).
+
+    ``heterotypic_fraction`` (type-1/type-2 share of the cell–cell border), ``medium_contact_t{1,2}``
+    (share of each type's border that faces the medium), ``surface_share_t2`` (type 2's share of
+    the aggregate's outer border), ``n_fragmented``.
+    """
+    from oncodyn.cpm.observables import boundary_by_type, summary
+
+    o = summary(state, order=1)
+    b = boundary_by_type(state, order=1)
+    outer = b[1, 0] + b[2, 0]
+    return {"heterotypic_fraction": o["heterotypic_fraction"], "medium_contact_t1": o["medium_contact_t1"],
+            "medium_contact_t2": o["medium_contact_t2"], "surface_share_t2": float(b[2, 0] / outer) if outer else 0.0,
+            "n_fragmented": o["n_fragmented"]}
+
+
+def classify_regime(f: dict[str, float]) -> str:
+    """Name the end state of a two-type aggregate from :func:`regime_features`.
+
+    Decision list, each test one property of the end state:
+
+    1. more unlike than like cell–cell border (heterotypic fraction > 0.55) → checkerboard;
+    2. type-1 cells have left the aggregate (≥ 40 % of their border is medium) → dispersal 2;
+    3. type 1 is enclosed (≤ 2 % of its border is medium) and type 2 faces the medium → reversal;
+    4. type 2 is enclosed completely (≤ 1 % of its border is medium) by a layer of type-1 cells → dispersal 1
+       (at T = 5 the weak type-1/type-2 tension lets the type-1 cells spread over the whole surface);
+    5. otherwise the aggregate is sorted with both types at the surface: *separation* when it is well
+       sorted and type 2 holds much of the surface (heterotypic − 0.2 × type-2 surface share < 0.18),
+       else *engulfment* (type 1 covering most of type 2, which still reaches the surface in places).
+    """
+    het, m1, m2 = f["heterotypic_fraction"], f["medium_contact_t1"], f["medium_contact_t2"]
+    if het > 0.55:
+        return "checkerboard"
+    if m1 >= 0.4:
+        return "dispersal 2"
+    if m1 <= 0.02 and m2 >= 0.05:
+        return "reversal"
+    if m2 <= 0.01:
+        return "dispersal 1"
+    if het - 0.2 * f["surface_share_t2"] < 0.18:
+        return "separation"
+    return "engulfment"
+
+
+# ----------------------------------------------------------------------------- NeuralCPM data
+
+
+NEURALCPM_TYPES = {
+    "A": contact_matrix(j11=0.3333, j22=0.2667, j12=0.2, j1m=0.5, j2m=0.5),
+    "B": contact_matrix(j11=1.0, j22=1.0, j12=4.5, j1m=2.5, j2m=1.0),
+}
+NEURALCPM_LAMBDA = {"A": 0.1, "B": 0.5}
+
+
+def neuralcpm_sorting(kind: str, shape=(200, 200), n_cells: int = 100, target: float = 200.0,
+                      temperature: float = 1.0, seed: int = 0) -> tuple[CPMState, Hamiltonian]:
+    """NeuralCPM's cell-sorting ground truth (type ``"A"`` or ``"B"``), Moore neighbourhood, 50/50 types."""
+    if kind not in NEURALCPM_TYPES:
+        raise ValueError(f"kind must be 'A' or 'B', got {kind!r}")
+    state = aggregate(shape, n_cells, target, np.random.default_rng(seed))
+    ham = Hamiltonian((Contact(NEURALCPM_TYPES[kind], order=2), Volume(lam=NEURALCPM_LAMBDA[kind], target=target)),
+                      temperature=temperature, copy_order=2)
+    return state, ham
