@@ -16,12 +16,20 @@ import numpy as np
 _U53 = 1.0 / 9007199254740992.0  # 2^-53
 
 
+_ROW = 16  # words per stream: 128 bytes, so threads never share a cache line
+
+
 def new_state(seed: int, n_streams: int = 1) -> np.ndarray:
-    """Generator state ``[n_streams, 4]`` uint64 for ``seed`` (streams are independent)."""
+    """Generator state ``[n_streams, 16]`` uint64 for ``seed`` (streams are independent).
+
+    Words 0–3 of each row are the xoshiro state; the rest is padding that keeps every stream on
+    its own cache lines (threads writing neighbouring streams would otherwise slow each other).
+    """
     ss = np.random.SeedSequence(int(seed))
-    st = np.stack([c.generate_state(4, np.uint64) for c in ss.spawn(n_streams)])
-    st[np.all(st == 0, axis=1), 0] = 1  # the all-zero state is forbidden
-    return np.ascontiguousarray(st, dtype=np.uint64)
+    st = np.zeros((n_streams, _ROW), np.uint64)
+    st[:, :4] = np.stack([c.generate_state(4, np.uint64) for c in ss.spawn(n_streams)])
+    st[np.all(st[:, :4] == 0, axis=1), 0] = 1  # the all-zero state is forbidden
+    return st
 
 
 @numba.njit(inline="always")

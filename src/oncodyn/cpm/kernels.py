@@ -414,3 +414,30 @@ def approx_apply(n, targets, new_ids, accept, sigma, nbr, vol, perim, ndiff, n_p
         apply_flip(0, x, a, b, sigma, nbr, vol, perim, ndiff, n_prop, n_perim, site_owner, blist, bpos, nborder)
         done += 1
     return done
+
+
+@numba.njit(cache=True)
+def approx_sweep(mcs, k, sigma, ctype, nbr, vol, perim, ndiff, blist, bpos, nborder, site_owner, rng, mark, gens,
+                 targets, sources, new_ids, dh, J, lam_v, v_t, lam_p, p_t, phi, mu, chem, chi, n_prop, n_contact,
+                 n_perim, chem_form, temperature):
+    """Batches of the approximate sampler with the analytic ΔH until ``mcs`` MCS have elapsed
+    (each batch of n proposals adds n / |B| MCS). Returns (proposals, applied copies, MCS done)."""
+    done_mcs = 0.0
+    props = 0
+    applied = 0
+    accept = np.zeros(k, np.bool_)
+    while done_mcs < mcs - 1e-12 and nborder[0] > 0:
+        nb = nborder[0]
+        n = approx_propose(k, sigma, nbr, n_prop, blist, nborder, rng, mark, gens, targets, sources, new_ids)
+        if n == 0:
+            break
+        batch_delta(n, targets, sources, new_ids, sigma, ctype, nbr, vol, perim, J, lam_v, v_t, lam_p, p_t, phi, mu,
+                    chem, chi, n_prop, n_contact, n_perim, chem_form, dh)
+        for i in range(n):
+            w = -dh[i] / temperature
+            accept[i] = w >= 0.0 or uniform(rng, 0) < math.exp(w)
+        applied += approx_apply(n, targets, new_ids, accept, sigma, nbr, vol, perim, ndiff, n_prop, n_perim,
+                                site_owner, blist, bpos, nborder)
+        props += n
+        done_mcs += n / nb
+    return props, applied, done_mcs

@@ -173,11 +173,17 @@ class ParallelMetropolisSampler(_Engine):
         n_threads: threads (default: numba's thread count). Each slab must be taller than twice
             the neighbourhood reach plus one.
         phase_mcs: MCS per phase (per-phase overhead: one scan of the lattice).
+
+    Speed-up: the slabs get equal numbers of random-site attempts but their work is ∝ their
+    border sites, so a single aggregate in one slab leaves the other thread idle (measured by
+    ``oncodyn bench cpm``: 0.7× on a central 50-cell blob, 1.4× on 1,250 cells spread over
+    1000×1000). Ergodicity needs every cell to fit inside one slab's interior: a cell taller than
+    ``rows / n_threads − 2·reach`` can never move.
     """
 
     def __init__(self, state: CPMState, hamiltonian: Hamiltonian, seed: int = 0, hastings: bool = True,
                  connectivity: bool = False, connectivity_order: int = 1, n_threads: int | None = None,
-                 phase_mcs: float = 1.0):
+                 phase_mcs: float = 4.0):
         nt = int(n_threads or numba.get_num_threads())
         if nt < 1:
             raise ValueError(f"n_threads must be >= 1, got {nt}")
@@ -279,6 +285,18 @@ class ApproxParallelSampler(_Engine):
 
     def sweep(self, mcs: float = 1.0) -> CPMState:
         """Batches until ``mcs`` more MCS have elapsed (each batch adds k / |B| MCS)."""
+        if self.delta_fn is None:  # the whole loop compiled
+            p = self.params
+            props, applied, done = K.approx_sweep(mcs, self.k, self.sigma, p.ctype, p.nbr, self.vol, self.perim,
+                                                  self.ndiff, self.blist, self.bpos, self.nborder, self.site_owner,
+                                                  self.rng, self.mark, self.gens, self.targets, self.sources,
+                                                  self.new_ids, self.dh, p.J, p.lam_v, p.v_t, p.lam_p, p.p_t, p.phi,
+                                                  p.mu, p.chem, p.chi, p.n_prop, p.n_contact, p.n_perim, p.chem_form,
+                                                  p.temperature)
+            self.attempts += int(props)
+            self.accepted += int(applied)
+            self.state.mcs += mcs if self.nborder[0] == 0 else float(done)
+            return self.state
         end = self.state.mcs + mcs
         while self.state.mcs < end - 1e-12:
             if self.nborder[0] == 0:
