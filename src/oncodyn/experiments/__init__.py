@@ -7,3 +7,7 @@ from oncodyn.experiments import glioma_simple  # noqa: F401
 from oncodyn.experiments import glioma_patient2d  # noqa: F401
 from oncodyn.experiments import glioma_3d  # noqa: F401
 from oncodyn.experiments import glioma_pipeline  # noqa: F401
+from oncodyn.experiments import cpm_sorting  # noqa: F401
+from oncodyn.experiments import cpm_regimes  # noqa: F401
+from oncodyn.experiments import cpm_neural_data  # noqa: F401
+from oncodyn.experiments import cpm_exactness  # noqa: F401
