@@ -93,10 +93,10 @@ def run_regimes(cfg: RegimesConfig, ctx: RunContext) -> ExperimentResult:
         columns=["regime", "J11/J22/J12/J1m/J2m (published table)", "γ12/γ1m/γ2m", "expected end state (published parameters)",
                  "ours: named from observables", "agree", "heterotypic", "type-1 medium border",
                  "type-2 medium border", "type-2 share of surface"], rows=rows,
-        note="Names come from oncodyn.cpm.scenarios.classify_regime (a decision list on the observables). At T = 2 "
-             "the aggregates coarsen slowly: engulfment ends partially engulfed and separation ends sorted with "
-             "both types at the surface, rather than as two detached clusters (γ12 = 10 < γ1m + γ2m = 12, so "
-             "Young's relation predicts contact between the types). Reduced size: the published runs are larger.")
+        note="Names come from oncodyn.cpm.scenarios.classify_regime (a decision list on the observables; γ are the "
+             "surface tensions of the contact energies). At T = 2 the aggregates coarsen slowly and the runs stop "
+             "before the final state: in engulfment type 2 still reaches the surface in places, in separation the "
+             "light clumps are still leaving the dark cluster. Reduced size (the published runs are larger).")
     metrics["agreement"] = f"{n_ok}/{n_runs}"
     ctx.rundir.write_arrays("regimes.npz", arrays)
     return ExperimentResult(metrics=metrics, tables=[table])
