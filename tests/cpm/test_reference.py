@@ -3,22 +3,16 @@
 import numpy as np
 import pytest
 
-from oncodyn.cpm.exactness import boltzmann, chi2_against, enumerate_states
+from oncodyn.cpm import exactness as exactness_cases
+from oncodyn.cpm.exactness import chi2_against
 from oncodyn.cpm.hamiltonians import Chemotaxis, Contact, ExternalPotential, Hamiltonian, Perimeter, Volume
-from oncodyn.cpm.lattice import CPMState, Lattice, voronoi_blob
+from oncodyn.cpm.lattice import Lattice, voronoi_blob
 from oncodyn.cpm.reference import PythonMetropolis, metropolis_python
 
 
 def two_cells_3x3():
-    """As ``tests/cpm/test_samplers.py::two_cells_3x3``: 3×3 walled lattice, two cells, 510 states, T = 8."""
-    lat = Lattice((3, 3), periodic=False)
-    ct = np.array([0, 1, 2])
-    j = np.array([[0, 3, 2], [3, 1, 2.5], [2, 2.5, 1.0]])
-    ham = Hamiltonian((Contact(j, order=2), Volume(lam=[0, 0.5, 0.3], target=[0, 4, 5]),
-                       Perimeter(lam=[0, 0.05, 0.02], target=[0, 10, 12], order=2)), temperature=8.0, copy_order=2)
-    states = enumerate_states(lat, ct, [1, 2])
-    start = CPMState(lat, np.array([[1, 1, 1], [1, 2, 2], [2, 2, 2]]), ct)
-    return start, ham, states, boltzmann(states, lat, ct, ham)
+    c = exactness_cases.two_cells_3x3()
+    return c.start, c.hamiltonian, c.states, c.probs
 
 
 def full_case(shape, periodic, chem_form="copy", seed=3):

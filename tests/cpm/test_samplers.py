@@ -5,7 +5,7 @@ import pytest
 
 from oncodyn.cpm.exactness import exactness, one_cell_strip, two_cells_3x3
 from oncodyn.cpm.hamiltonians import Contact, Hamiltonian, Perimeter, Volume
-from oncodyn.cpm.lattice import CPMState, Lattice, voronoi_blob
+from oncodyn.cpm.lattice import Lattice, voronoi_blob
 from oncodyn.cpm.observables import components_per_cell
 from oncodyn.cpm.samplers import ApproxParallelSampler, MetropolisSampler, ParallelMetropolisSampler
 

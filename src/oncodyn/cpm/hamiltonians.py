@@ -110,7 +110,30 @@ class Contact:
 
 
 @dataclass(frozen=True, eq=False)
-class Volume:
+class _PerCellQuadratic:
+    """A term ``Σ_c λ(τ_c) (X_c − X*(τ_c))²`` with λ and X* per type (scalars or ``[n_types + 1]``)."""
+
+    lam: object = 1.0
+    target: object = 100.0
+    n_types: int = 2
+
+    def __post_init__(self):
+        name = type(self).__name__
+        n = max([self.n_types] + [np.size(v) - 1 for v in (self.lam, self.target) if np.ndim(v)])
+        object.__setattr__(self, "n_types", int(n))
+        object.__setattr__(self, "lam", _per_type(self.lam, n, f"{name}.lam"))
+        object.__setattr__(self, "target", _per_type(self.target, n, f"{name}.target"))
+
+    def cell_arrays(self, state: CPMState) -> tuple[np.ndarray, np.ndarray]:
+        """(λ, X*) per cell id ``[n_cells + 1]``, 0 for the medium."""
+        _check_types(state, self.n_types, type(self).__name__)
+        lam, tgt = self.lam[state.cell_type], self.target[state.cell_type]
+        lam[0] = tgt[0] = 0.0
+        return lam, tgt
+
+
+@dataclass(frozen=True, eq=False)
+class Volume(_PerCellQuadratic):
     """Volume constraint ``λ_V (V_c − V*)²`` per cell.
 
     Attributes:
@@ -118,23 +141,6 @@ class Volume:
         target: V* per type (scalar or ``[n_types + 1]``), sites.
         n_types: number of cell types the per-type values cover (inferred from array inputs).
     """
-
-    lam: object = 1.0
-    target: object = 100.0
-    n_types: int = 2
-
-    def __post_init__(self):
-        n = max([self.n_types] + [np.size(v) - 1 for v in (self.lam, self.target) if np.ndim(v)])
-        object.__setattr__(self, "n_types", int(n))
-        object.__setattr__(self, "lam", _per_type(self.lam, n, "Volume.lam"))
-        object.__setattr__(self, "target", _per_type(self.target, n, "Volume.target"))
-
-    def cell_arrays(self, state: CPMState) -> tuple[np.ndarray, np.ndarray]:
-        """(λ_V, V*) per cell id ``[n_cells + 1]``, 0 for the medium."""
-        _check_types(state, self.n_types, "Volume")
-        lam, tgt = self.lam[state.cell_type], self.target[state.cell_type]
-        lam[0] = tgt[0] = 0.0
-        return lam, tgt
 
     def energy(self, state: CPMState) -> float:
         lam, tgt = self.cell_arrays(state)
@@ -157,34 +163,23 @@ class Volume:
 
 
 @dataclass(frozen=True, eq=False)
-class Perimeter:
+class Perimeter(_PerCellQuadratic):
     """Perimeter (2D) / surface (3D) constraint ``λ_P (P_c − P*)²``.
 
     Attributes:
         lam: λ_P per type (scalar or ``[n_types + 1]``), energy / pair².
         target: P* per type, in neighbour pairs of the term's neighbourhood.
-        order: neighbourhood order used to count P (1–4).
         n_types: number of cell types the per-type values cover.
+        order: neighbourhood order used to count P (1–4).
     """
 
-    lam: object = 1.0
     target: object = 50.0
     order: int = 2
-    n_types: int = 2
 
     def __post_init__(self):
         if not 1 <= self.order <= 4:
             raise ValueError(f"Perimeter.order must be 1..4, got {self.order}")
-        n = max([self.n_types] + [np.size(v) - 1 for v in (self.lam, self.target) if np.ndim(v)])
-        object.__setattr__(self, "n_types", int(n))
-        object.__setattr__(self, "lam", _per_type(self.lam, n, "Perimeter.lam"))
-        object.__setattr__(self, "target", _per_type(self.target, n, "Perimeter.target"))
-
-    def cell_arrays(self, state: CPMState) -> tuple[np.ndarray, np.ndarray]:
-        _check_types(state, self.n_types, "Perimeter")
-        lam, tgt = self.lam[state.cell_type], self.target[state.cell_type]
-        lam[0] = tgt[0] = 0.0
-        return lam, tgt
+        super().__post_init__()
 
     def perimeters(self, state: CPMState) -> np.ndarray:
         """P per id ``[n_cells + 1]`` (entry 0 for the medium, unused)."""
