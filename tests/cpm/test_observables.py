@@ -294,3 +294,21 @@ def test_figures_write_files(tmp_path, rng):
               "clusters": {"x": np.linspace(1, 2, 10)}}
     p = observables_figure(tmp_path / "obs.png", t, series, logx=True)
     assert p.exists() and p.stat().st_size > 0
+
+
+def test_from_image_reads_colour_patches(tmp_path):
+    from PIL import Image
+
+    from oncodyn.cpm.lattice import from_array, from_image
+
+    img = np.full((12, 16, 3), 255, np.uint8)
+    img[1:5, 1:5] = (40, 60, 120)     # type 1, one cell
+    img[7:11, 1:5] = (40, 60, 120)    # type 1, another cell
+    img[2:9, 8:14] = (240, 150, 40)   # type 2
+    Image.fromarray(img).save(tmp_path / "cells.png")
+    st = from_image(tmp_path / "cells.png")
+    assert st.n_cells == 3 and st.lattice.shape == (12, 16)
+    assert sorted(st.cell_type[1:].tolist()) == [1, 1, 2]
+    assert sorted(st.volumes()[1:].tolist()) == [16, 16, 42]
+    again = from_array(st.sigma * 7, {7 * i: int(t) for i, t in enumerate(st.cell_type)})
+    assert np.array_equal(again.sigma, st.sigma)

@@ -53,6 +53,17 @@ def test_sequential_and_parallel_exact_with_connectivity(case_strip, seed):
         assert r.p_value > 0.01, (type(smp).__name__, r)
 
 
+def test_parallel_interleaved_slabs_exact():
+    """Four slabs, two per thread, on a 24×3 strip."""
+    c = one_cell_strip(rows=24)
+    for seed in SEEDS:
+        smp = ParallelMetropolisSampler(c.start, c.hamiltonian, seed=seed, n_threads=2, connectivity=True,
+                                        slabs_per_thread=2)
+        assert smp.n_slabs == 4
+        r = exactness(smp, c.states, c.probs, n_samples=10000, thin_mcs=20, classes=c.classes)
+        assert r.unseen == 0 and r.p_value > 0.01, r
+
+
 def blob_case(shape, periodic, order=2):
     lat = Lattice(shape, periodic)
     st = voronoi_blob(lat, 12, 30 if len(shape) == 2 else 40, np.random.default_rng(3))

@@ -138,23 +138,18 @@ def sample_frequencies(sampler, states: np.ndarray, n_samples: int, thin_mcs: fl
 
     Returns (counts ``[n_states]``, number of recorded states not in the enumeration).
     """
-    base = int(max(states.max(), sampler.state.sigma.max())) + 2
-    weights = base ** np.arange(states.shape[1], dtype=np.int64)
-    codes = states.astype(np.int64) @ weights
-    order = np.argsort(codes)
-    sorted_codes = codes[order]
+    index = {row.tobytes(): i for i, row in enumerate(np.ascontiguousarray(states, np.int32))}
     counts = np.zeros(len(states), np.int64)
     unseen = 0
     sampler.sweep(burn_mcs)
     sig = sampler.state.sigma.ravel()
     for _ in range(n_samples):
         sampler.sweep(thin_mcs)
-        code = int(sig.astype(np.int64) @ weights)
-        i = np.searchsorted(sorted_codes, code)
-        if i < len(sorted_codes) and sorted_codes[i] == code:
-            counts[order[i]] += 1
-        else:
+        i = index.get(sig.astype(np.int32).tobytes())
+        if i is None:
             unseen += 1
+        else:
+            counts[i] += 1
     return counts, unseen
 
 
@@ -166,13 +161,15 @@ def translation_classes(states: np.ndarray, lattice: Lattice) -> np.ndarray:
     """
     if not lattice.periodic:
         raise ValueError("translation classes need a periodic lattice")
-    grids = states.reshape(len(states), *lattice.shape)
-    base = int(states.max()) + 1
-    w = base ** np.arange(states.shape[1], dtype=np.int64)
-    best = None
+    grids = np.ascontiguousarray(states, np.int32).reshape(len(states), *lattice.shape)
+    axes = tuple(range(1, lattice.ndim + 1))
+    best = [None] * len(states)
     for shift in itertools.product(*[range(s) for s in lattice.shape]):
-        codes = np.roll(grids, shift, axis=tuple(range(1, lattice.ndim + 1))).reshape(len(states), -1) @ w
-        best = codes if best is None else np.minimum(best, codes)
+        rolled = np.ascontiguousarray(np.roll(grids, shift, axis=axes)).reshape(len(states), -1)
+        for i, row in enumerate(rolled):
+            key = row.tobytes()
+            if best[i] is None or key < best[i]:
+                best[i] = key
     return np.unique(best, return_inverse=True)[1]
 
 
@@ -223,19 +220,20 @@ def two_cells_3x3() -> EnumerableCase:
                           thin_mcs=40.0)
 
 
-def one_cell_strip() -> EnumerableCase:
-    """12×3 periodic lattice, one connected cell of 1..6 sites in medium (5,424 states, 152 shapes).
+def one_cell_strip(rows: int = 12) -> EnumerableCase:
+    """``rows``×3 periodic lattice, one connected cell of 1..6 sites in medium (152 shapes).
 
-    Tall enough for two slabs of the parallel sampler; states are compared up to translation.
+    12 rows hold two slabs of the parallel sampler, 24 rows four (two per thread, interleaved);
+    states are compared up to translation.
     """
     from oncodyn.cpm.hamiltonians import Contact, Perimeter, Volume
 
-    lat = Lattice((12, 3), periodic=True)
+    lat = Lattice((rows, 3), periodic=True)
     ct = np.array([0, 1])
     ham = Hamiltonian((Contact(np.array([[0, 1.0], [1.0, 0]]), order=1), Volume(lam=1.0, target=3, n_types=1),
                        Perimeter(lam=0.1, target=6, order=1, n_types=1)), temperature=1.5, copy_order=1)
     states = enumerate_states(lat, ct, [0, 1], max_volume=6, connected=True)
-    start = CPMState(lat, np.array([[1, 1, 0]] + [[0, 0, 0]] * 11), ct)
-    return EnumerableCase("12×3 periodic, one connected cell in medium (by shape)", start, ham, states,
+    start = CPMState(lat, np.array([[1, 1, 0]] + [[0, 0, 0]] * (rows - 1)), ct)
+    return EnumerableCase(f"{rows}×3 periodic, one connected cell in medium (by shape)", start, ham, states,
                           boltzmann(states, lat, ct, ham), translation_classes(states, lat), connectivity=True,
                           thin_mcs=20.0)

@@ -18,11 +18,12 @@ chain; the work per MCS is ∝ |B|, as in Artistoo (whose attempts are also bord
 so our "copy attempts per second" are counted the same way). ΔH is local: neighbour ids of x
 and the incrementally kept volumes and perimeters of the two cells (never recounted).
 
-Parallel exact sampler. The lattice is cut into ``n_threads`` slabs along axis 0 at a random
-offset each phase (independent of the state). Thread k proposes only at sites whose whole
-neighbourhood lies in its slab, and only copies between cells whose every site is in its slab
-(the medium, which has no global term, is shared). Such a move changes nothing another thread
-reads, so the phase equals running the threads one after another; and "both cells lie in slab
+Parallel exact sampler. The lattice is cut into slabs along axis 0 at a random offset each
+phase (independent of the state); thread t runs slabs t, t + n_threads, … (interleaved, so a
+central aggregate is shared between the threads). A slab proposes only at sites whose whole
+neighbourhood lies in it, and only copies between cells whose every site is in it (the medium,
+which has no global term, is shared). Such a move changes nothing another slab
+reads, so the phase equals running the slabs one after another; and "both cells lie in slab
 k" holds before a move iff it holds after it, so each thread's restricted kernel is still
 reversible. The phase is therefore an exact Metropolis–Hastings update and the run is
 bit-reproducible whatever the thread timing. Cells straddling a slab boundary wait for a later
@@ -271,31 +272,33 @@ def sweep_sequential(budget, sigma, ctype, nbr, vol, perim, ndiff, blist, bpos, 
 
 
 @numba.njit(cache=True, parallel=True)
-def sweep_parallel(n_phases, frac, n_threads, rows, reach, periodic, sigma, ctype, nbr, vol, perim, ndiff, blist,
-                   bpos, nborder, site_owner, cell_owner, rng, stamp, tstamp, queue, gens, J, lam_v, v_t, lam_p,
-                   p_t, phi, mu, chem, chi, n_prop, n_contact, n_perim, chem_form, temperature, hastings,
+def sweep_parallel(n_phases, frac, n_threads, n_slabs, rows, reach, periodic, sigma, ctype, nbr, vol, perim, ndiff,
+                   blist, bpos, nborder, site_owner, cell_owner, rng, stamp, tstamp, queue, gens, J, lam_v, v_t,
+                   lam_p, p_t, phi, mu, chem, chi, n_prop, n_contact, n_perim, chem_form, temperature, hastings,
                    connectivity, n_conn):
-    """``n_phases`` phases of the parallel exact sampler; each thread makes ``frac`` × (its sites)
-    random-site attempts per phase. ``rng`` has ``n_threads + 1`` streams (the last draws offsets).
+    """``n_phases`` phases of the parallel exact sampler over ``n_slabs`` slabs (thread t runs slabs
+    t, t + n_threads, …, one after another); each slab gets ``frac`` × (its sites) random-site
+    attempts per phase. ``rng`` has ``n_slabs + 1`` streams (the last draws the offsets).
 
     Returns (border-site attempts, accepted copies, random-site attempts).
     """
     n_sites = ndiff.shape[0]
     row_size = n_sites // rows
     n_ids = vol.shape[0]
+    per_thread = n_slabs // n_threads
     region = np.empty(rows, np.int64)
     interior = np.empty(rows, np.bool_)
-    seen = np.zeros((n_threads, n_ids), np.bool_)
-    n_int = np.zeros(n_threads, np.int64)
-    att = np.zeros(n_threads, np.int64)
-    acc = np.zeros(n_threads, np.int64)
+    seen = np.zeros((n_slabs, n_ids), np.bool_)
+    n_int = np.zeros(n_slabs, np.int64)
+    att = np.zeros(n_slabs, np.int64)
+    acc = np.zeros(n_slabs, np.int64)
     tot_att = 0
     tot_acc = 0
     tot_rs = 0
     for _ in range(n_phases):
-        off = below(rng, n_threads, rows)
+        off = below(rng, n_slabs, rows)
         for r in range(rows):
-            region[r] = ((r - off) % rows) * n_threads // rows
+            region[r] = ((r - off) % rows) * n_slabs // rows
         for r in range(rows):
             ok = True
             for d in range(-reach, reach + 1):
@@ -308,43 +311,47 @@ def sweep_parallel(n_phases, frac, n_threads, rows, reach, periodic, sigma, ctyp
                     ok = False
             interior[r] = ok
         for t in prange(n_threads):
-            nborder[t] = 0
-            n_int[t] = 0
-            seen[t, :] = False
-            for r in range(rows):
-                if region[r] != t:
-                    continue
-                for s in range(r * row_size, (r + 1) * row_size):
-                    seen[t, sigma[s]] = True
-                    bpos[s] = -1
-                    if interior[r]:
-                        site_owner[s] = t
-                        n_int[t] += 1
-                        if ndiff[s] > 0:
-                            i = nborder[t]
-                            blist[t, i] = s
-                            bpos[s] = i
-                            nborder[t] = i + 1
-                    else:
-                        site_owner[s] = -1
+            for j in range(per_thread):
+                k = t + j * n_threads
+                nborder[k] = 0
+                n_int[k] = 0
+                seen[k, :] = False
+                for r in range(rows):
+                    if region[r] != k:
+                        continue
+                    for s in range(r * row_size, (r + 1) * row_size):
+                        seen[k, sigma[s]] = True
+                        bpos[s] = -1
+                        if interior[r]:
+                            site_owner[s] = k
+                            n_int[k] += 1
+                            if ndiff[s] > 0:
+                                i = nborder[k]
+                                blist[k, i] = s
+                                bpos[s] = i
+                                nborder[k] = i + 1
+                        else:
+                            site_owner[s] = -1
         for c in range(1, n_ids):
             owner = -1
             cnt = 0
-            for t in range(n_threads):
-                if seen[t, c]:
-                    owner = t
+            for k in range(n_slabs):
+                if seen[k, c]:
+                    owner = k
                     cnt += 1
             cell_owner[c] = owner if cnt == 1 else -2
         for t in prange(n_threads):
-            budget = np.int64(round(frac * n_int[t]))
-            att[t], acc[t] = run_attempts(t, budget, n_int[t], sigma, ctype, nbr, vol, perim, ndiff, blist, bpos,
-                                          nborder, site_owner, cell_owner, rng, stamp, tstamp, queue, gens, J,
-                                          lam_v, v_t, lam_p, p_t, phi, mu, chem, chi, n_prop, n_contact, n_perim,
-                                          chem_form, temperature, hastings, connectivity, n_conn)
-        for t in range(n_threads):
-            tot_att += att[t]
-            tot_acc += acc[t]
-            tot_rs += np.int64(round(frac * n_int[t]))
+            for j in range(per_thread):
+                k = t + j * n_threads
+                budget = np.int64(round(frac * n_int[k]))
+                att[k], acc[k] = run_attempts(k, budget, n_int[k], sigma, ctype, nbr, vol, perim, ndiff, blist, bpos,
+                                              nborder, site_owner, cell_owner, rng, stamp, tstamp, queue, gens, J,
+                                              lam_v, v_t, lam_p, p_t, phi, mu, chem, chi, n_prop, n_contact, n_perim,
+                                              chem_form, temperature, hastings, connectivity, n_conn)
+        for k in range(n_slabs):
+            tot_att += att[k]
+            tot_acc += acc[k]
+            tot_rs += np.int64(round(frac * n_int[k]))
     return tot_att, tot_acc, tot_rs
 
 

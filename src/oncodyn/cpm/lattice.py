@@ -292,6 +292,36 @@ def from_array(sigma: np.ndarray, cell_type, periodic: bool = True) -> CPMState:
     return CPMState(Lattice(sigma.shape, periodic), relabel[sigma], types)
 
 
+def from_image(path, periodic: bool = False, background=None) -> CPMState:
+    """A state from a picture of cells (PNG/JPEG…): every connected patch of one colour is a cell.
+
+    The colours other than the background are the cell types, numbered 1, 2, … in the order of
+    their first appearance in the image (row-major); ``background`` (an RGB(A) tuple in 0–255,
+    default: the most frequent colour) is the medium. Patches are 4-connected.
+    """
+    from PIL import Image
+    from scipy import ndimage
+
+    img = np.asarray(Image.open(path).convert("RGB"), dtype=np.int64)
+    code = (img[..., 0] << 16) | (img[..., 1] << 8) | img[..., 2]
+    colours, first, counts = np.unique(code, return_index=True, return_counts=True)
+    if background is None:
+        bg = colours[np.argmax(counts)]
+    else:
+        r, g, b = (int(v) for v in tuple(background)[:3])
+        bg = (r << 16) | (g << 8) | b
+    cell_colours = [c for _, c in sorted(zip(first, colours)) if c != bg]
+    if not cell_colours:
+        raise ValueError(f"{path}: the image holds only the background colour")
+    sigma = np.zeros(code.shape, np.int32)
+    types = [0]
+    for t, c in enumerate(cell_colours, start=1):
+        lab, n = ndimage.label(code == c)
+        sigma[lab > 0] = lab[lab > 0] + len(types) - 1
+        types += [t] * n
+    return CPMState(Lattice(sigma.shape, periodic), sigma, np.array(types, np.int32))
+
+
 def _drop_empty(state: CPMState) -> CPMState:
     vol = state.volumes()
     keep = np.flatnonzero(vol[1:] > 0) + 1

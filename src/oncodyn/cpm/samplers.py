@@ -42,13 +42,14 @@ class _Engine:
         state: initial state (copied; ``self.state.sigma`` is a live view of the engine's ids).
         hamiltonian: the Hamiltonian (compiled to arrays once).
         seed: random seed.
-        n_threads: border lists / random streams to keep (1 for the sequential samplers).
+        n_streams: border lists / random streams to keep (1 for the sequential samplers, one per slab
+            for the parallel one).
         hastings: exact Metropolis–Hastings acceptance (True) or the classic CPM one (False).
         connectivity: reject copies that would split a cell (or attach a site to a cell it does
             not touch) in the order-``connectivity_order`` neighbourhood.
     """
 
-    def __init__(self, state: CPMState, hamiltonian: Hamiltonian, seed: int = 0, n_threads: int = 1,
+    def __init__(self, state: CPMState, hamiltonian: Hamiltonian, seed: int = 0, n_streams: int = 1,
                  hastings: bool = True, connectivity: bool = False, connectivity_order: int = 1):
         if not 1 <= connectivity_order <= hamiltonian.copy_order:
             raise ValueError(f"connectivity_order must be 1..copy_order={hamiltonian.copy_order}, got {connectivity_order}")
@@ -62,15 +63,15 @@ class _Engine:
             if o:
                 lat.check_order(o, "neighbourhood order")
         n = lat.n_sites
-        self.n_sites, self.n_threads = n, int(n_threads)
+        self.n_sites, self.n_streams = n, int(n_streams)
         self.hastings, self.connectivity = bool(hastings), bool(connectivity)
         self.n_conn = neighbourhood_size(lat.ndim, connectivity_order)
         self.sigma = np.empty(n + 1, np.int32)
         self.sigma[:n] = state.sigma.ravel()
         self.sigma[n] = state.n_cells + 1  # the wall
         self.state = CPMState(lat, self.sigma[:n].reshape(lat.shape), state.cell_type.copy(), state.mcs)
-        self.rng = new_state(seed, self.n_threads + 1)
-        nt = self.n_threads
+        self.rng = new_state(seed, self.n_streams + 1)
+        nt = self.n_streams
         self.blist = np.zeros((nt, n), np.int32)
         self.bpos = np.full(n, -1, np.int32)
         self.nborder = np.zeros(nt, np.int64)
@@ -167,35 +168,44 @@ class MetropolisSampler(_Engine):
 
 
 class ParallelMetropolisSampler(_Engine):
-    """Exact parallel Metropolis(–Hastings) with ``n_threads`` slabs along axis 0.
+    """Exact parallel Metropolis(–Hastings) on slabs along axis 0, ``n_threads`` threads.
 
     Args:
-        n_threads: threads (default: numba's thread count). Each slab must be taller than twice
-            the neighbourhood reach plus one.
+        n_threads: threads (default: numba's thread count).
         phase_mcs: MCS per phase (per-phase overhead: one scan of the lattice).
+        slabs_per_thread: slabs per thread, interleaved (default 2 when slabs stay at least twice as
+            tall as the largest cell, else 1). Each slab must be taller than twice the
+            neighbourhood reach plus one.
 
     Speed-up: the slabs get equal numbers of random-site attempts but their work is ∝ their
     border sites, so a single aggregate in one slab leaves the other thread idle (measured by
     ``oncodyn bench cpm``: 0.7× on a central 50-cell blob, 1.4× on 1,250 cells spread over
     1000×1000). Ergodicity needs every cell to fit inside one slab's interior: a cell taller than
-    ``rows / n_threads − 2·reach`` can never move.
+    ``rows / n_slabs − 2·reach`` can never move.
     """
 
     def __init__(self, state: CPMState, hamiltonian: Hamiltonian, seed: int = 0, hastings: bool = True,
                  connectivity: bool = False, connectivity_order: int = 1, n_threads: int | None = None,
-                 phase_mcs: float = 4.0):
+                 phase_mcs: float = 8.0, slabs_per_thread: int | None = None):
         nt = int(n_threads or numba.get_num_threads())
         if nt < 1:
             raise ValueError(f"n_threads must be >= 1, got {nt}")
         if not phase_mcs > 0:
             raise ValueError(f"phase_mcs must be > 0, got {phase_mcs}")
-        super().__init__(state, hamiltonian, seed, nt, hastings, connectivity, connectivity_order)
         lat = state.lattice
-        self.reach = max(lat.reach(o) for o in hamiltonian.orders() if o)
-        self.rows = lat.shape[0]
-        if self.rows // nt < 2 * self.reach + 2:
-            raise ValueError(f"{nt} slabs of a lattice with {self.rows} rows leave no interior for a neighbourhood "
-                             f"reach of {self.reach}; use fewer threads")
+        reach = max(lat.reach(o) for o in hamiltonian.orders() if o)
+        rows = lat.shape[0]
+        if slabs_per_thread is None:  # 2 when the slabs stay tall enough for the cells, else 1
+            mean_ext, max_ext = _cell_extents(state)
+            slabs_per_thread = 2 if nt > 1 and rows // (2 * nt) - 2 * reach >= max(2 * mean_ext, max_ext + 1) else 1
+        spt = int(slabs_per_thread)
+        if spt < 1:
+            raise ValueError(f"slabs_per_thread must be >= 1, got {spt}")
+        if rows // (nt * spt) < 2 * reach + 2:
+            raise ValueError(f"{nt * spt} slabs of a lattice with {rows} rows leave no interior for a neighbourhood "
+                             f"reach of {reach}; use fewer threads")
+        super().__init__(state, hamiltonian, seed, nt * spt, hastings, connectivity, connectivity_order)
+        self.n_workers, self.n_slabs, self.reach, self.rows = nt, nt * spt, reach, rows
         self.phase_mcs = float(phase_mcs)
 
     def sweep(self, mcs: float = 1.0) -> CPMState:
@@ -204,9 +214,9 @@ class ParallelMetropolisSampler(_Engine):
         frac = mcs / n_phases
         p = self.params
         old = numba.get_num_threads()
-        numba.set_num_threads(min(self.n_threads, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(min(self.n_workers, numba.config.NUMBA_NUM_THREADS))
         try:
-            att, acc, rs = K.sweep_parallel(n_phases, frac, self.n_threads, self.rows, self.reach,
+            att, acc, rs = K.sweep_parallel(n_phases, frac, self.n_workers, self.n_slabs, self.rows, self.reach,
                                             self.state.lattice.periodic, self.sigma, p.ctype, p.nbr, self.vol,
                                             self.perim, self.ndiff, self.blist, self.bpos, self.nborder,
                                             self.site_owner, self.cell_owner, self.rng, self.stamp, self.tstamp,
@@ -217,6 +227,22 @@ class ParallelMetropolisSampler(_Engine):
         self.accepted += int(acc)
         self.state.mcs += rs / self.n_sites
         return self.state
+
+
+def _cell_extents(state: CPMState) -> tuple[float, int]:
+    """Mean and largest extent of the cells along axis 0 (sites), ignoring periodic wrap-around."""
+    sig = state.sigma.reshape(state.lattice.shape[0], -1)
+    rows = np.nonzero(sig)[0]
+    ids = sig[sig != 0]
+    if len(ids) == 0:
+        return 0.0, 0
+    lo = np.full(state.n_cells + 1, np.iinfo(np.int64).max)
+    hi = np.full(state.n_cells + 1, -1)
+    np.minimum.at(lo, ids, rows)
+    np.maximum.at(hi, ids, rows)
+    ext = (hi[1:] - lo[1:] + 1)
+    ext = ext[ext > 0]
+    return float(ext.mean()), int(ext.max())
 
 
 DeltaFn = Callable[[CPMState, np.ndarray, np.ndarray], np.ndarray]

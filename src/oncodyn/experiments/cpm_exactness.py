@@ -27,9 +27,12 @@ def _samplers(case, seed: int, k: int):
     conn = case.connectivity
     out = [("sequential exact (Metropolis–Hastings)", "exact",
             MetropolisSampler(case.start, case.hamiltonian, seed=seed, connectivity=conn))]
-    if case.start.lattice.shape[0] >= 8:
-        out.append(("parallel exact (2 slabs)", "exact",
-                    ParallelMetropolisSampler(case.start, case.hamiltonian, seed=seed, n_threads=2, connectivity=conn)))
+    rows = case.start.lattice.shape[0]
+    if rows >= 8:
+        spt = 2 if rows >= 24 else 1
+        out.append((f"parallel exact ({2 * spt} slabs, 2 threads)", "exact",
+                    ParallelMetropolisSampler(case.start, case.hamiltonian, seed=seed, n_threads=2, connectivity=conn,
+                                              slabs_per_thread=spt)))
     out.append(("classic CPM acceptance min(1, e^{−ΔH/T})", "not exact",
                 MetropolisSampler(case.start, case.hamiltonian, seed=seed, hastings=False, connectivity=conn)))
     if not conn:
@@ -42,7 +45,7 @@ def _samplers(case, seed: int, k: int):
           "CPM: chi-square of every sampler against exact Boltzmann weights on enumerable lattices")
 def run_exactness(cfg: ExactnessConfig, ctx: RunContext) -> ExperimentResult:
     rows, metrics, tv = [], {}, {}
-    for case in (two_cells_3x3(), one_cell_strip()):
+    for case in (two_cells_3x3(), one_cell_strip(), one_cell_strip(rows=24)):
         for seed in range(cfg.seed, cfg.seed + cfg.n_seeds):
             for label, claim, smp in _samplers(case, seed, cfg.approx_k):
                 n = cfg.n_samples if "approximate" not in claim else max(100, cfg.n_samples // 5)
