@@ -19,7 +19,7 @@ import numpy as np
 # RGB per type: medium white, 1 dark slate blue, 2 orange, then green, red, purple, brown, pink, olive
 PALETTE = np.array([
     [1.00, 1.00, 1.00],
-    [0.23, 0.30, 0.48],
+    [0.30, 0.45, 0.80],
     [0.97, 0.62, 0.22],
     [0.35, 0.65, 0.35],
     [0.84, 0.25, 0.25],
@@ -28,7 +28,7 @@ PALETTE = np.array([
     [0.90, 0.55, 0.75],
     [0.65, 0.65, 0.25],
 ])
-BORDER_SHADE = 0.25  # border sites keep this fraction of their type colour
+BORDER_SHADE = 0.45  # border sites keep this fraction of their type colour
 
 
 def _as_pair(entry):
@@ -51,9 +51,9 @@ def lattice_image(sigma, cell_type, borders: bool = True, palette=None) -> np.nd
     Args:
         sigma: cell ids ``[H, W]`` (0 = medium).
         cell_type: type per id ``[n_cells + 1]`` (entry 0 = 0).
-        borders: darken cell sites that have a 4-neighbour of a different id (the medium is
-            never darkened, so borders are one site wide and lie inside the cells). The image
-            edge is not a border.
+        borders: darken a cell site whose upper or left neighbour has a different id, so each
+            interface is drawn one site wide (the medium is never darkened). The image edge is
+            not a border.
         palette: RGB rows per type ``[n, 3]`` (row 0 = medium); default :data:`PALETTE`. Types
             beyond the palette reuse its colours cyclically (skipping the medium's).
     """
@@ -71,10 +71,8 @@ def lattice_image(sigma, cell_type, borders: bool = True, palette=None) -> np.nd
         edge = np.zeros(sigma.shape, bool)
         diff0 = sigma[1:] != sigma[:-1]
         diff1 = sigma[:, 1:] != sigma[:, :-1]
-        edge[1:] |= diff0
-        edge[:-1] |= diff0
+        edge[1:] |= diff0  # one side of each interface only: borders one site wide
         edge[:, 1:] |= diff1
-        edge[:, :-1] |= diff1
         edge &= sigma != 0
         img[edge] *= BORDER_SHADE
     return img
