@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/oncodyn bench sipf
 	$(BIN)/oncodyn bench glioma
 	$(BIN)/oncodyn bench cpm
+	$(BIN)/oncodyn bench neuralcpm
 
 clean:
 	rm -rf runs .pytest_cache

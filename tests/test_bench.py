@@ -51,3 +51,13 @@ def test_bench_cpm_json_shape(capsys):
             assert r["mcs_per_s"] > 0 and 0 < r["acceptance"] <= 1
     assert out["rows"][0]["ratio_vs_python"] == 1.0
     assert out["extra"]["parallel sampler threads"] >= 1
+
+
+def test_bench_neuralcpm_json_shape(capsys):
+    rc = cli.main(["bench", "neuralcpm", "--json", "--quick"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["benchmark"] == "neuralcpm"
+    for r in out["rows"]:
+        assert r["full_passes_s"] > 0 and r["local_s"] > 0 and r["ratio_vs_full"] > 0
+        assert r["max_abs_diff"] < 1e-3  # the two ΔH paths agree (float32)

@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 from oncodyn.bench.cpm import bench_cpm
 from oncodyn.bench.glioma import bench_glioma
+from oncodyn.bench.neuralcpm import bench_neuralcpm
 from oncodyn.bench.sipf import bench_sipf
 
-BENCHMARKS: dict[str, Callable[..., dict]] = {"sipf": bench_sipf, "glioma": bench_glioma, "cpm": bench_cpm}
+BENCHMARKS: dict[str, Callable[..., dict]] = {"sipf": bench_sipf, "glioma": bench_glioma, "cpm": bench_cpm, "neuralcpm": bench_neuralcpm}
 
 
 def render_table(result: dict) -> str:
