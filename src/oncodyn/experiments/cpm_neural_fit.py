@@ -27,7 +27,12 @@ class NeuralFitConfig(CPMConfig):
     Attributes:
         kinds: ground truths to fit. shape, n_cells, target, mcs: snapshot generation (``sampler``
             is the data kinetics). n_snapshots: independent snapshots. iterations, lr, batch,
-            mcs_per_iter, fit_sampler, reset_prob, alpha: PCD options (:class:`PCDOptions`).
+            mcs_per_iter, fit_sampler, reset_prob, alpha: PCD options (:class:`PCDOptions`). ``alpha``
+            is 0 here: the regulariser α·H² is meant for network energies of order one; on an
+            analytic energy of order 10⁴ it dominates the gradient and drags every parameter to 0.
+            ``fit_sampler`` is ``exact`` to match the data's kinetics: fitting snapshots of the exact
+            sampler with the approximate one biases every parameter towards 0 (its stationary law
+            differs), e.g. type A RMSE 0.21 after 2,000 iterations against 0.11 after 1,000 exact.
     """
 
     sampler: str = "exact"
@@ -41,9 +46,9 @@ class NeuralFitConfig(CPMConfig):
     lr: float = Field(3e-3, gt=0)
     batch: int = Field(16, ge=1)
     mcs_per_iter: float = Field(2.0, gt=0)
-    fit_sampler: str = "approx"
+    fit_sampler: str = "exact"
     reset_prob: float = Field(0.05, ge=0, le=1)
-    alpha: float = Field(1e-3, ge=0)
+    alpha: float = Field(0.0, ge=0)
 
     presets = {"quick": {"kinds": ["A"], "shape": [40, 40], "n_cells": 6, "target": 100.0, "mcs": 50.0,
                          "n_snapshots": 6, "iterations": 20, "batch": 4}}
