@@ -53,3 +53,22 @@ def test_neuralcpm_setting():
     assert state.lattice.shape == (200, 200) and state.n_cells == 100
     assert np.bincount(state.cell_type[1:]).tolist() == [0, 50, 50]
     assert ham.temperature == 1.0
+
+
+def test_cellular_digit_draws_type2_onto_the_digit():
+    from sklearn.datasets import load_digits
+
+    from oncodyn.cpm.scenarios import cellular_digit, digit_potential
+
+    img = load_digits().images[0]  # a zero
+    phi = digit_potential(img, (100, 100))
+    assert phi.min() == 0 and phi.max() > 5
+    state, ham = cellular_digit(img, seed=0)
+    smp = MetropolisSampler(state, ham, seed=0, hastings=False)
+    t2 = state.types_map() == 2
+    d0 = phi[t2].mean()
+    smp.sweep(500)
+    d1 = phi[smp.state.types_map() == 2].mean()
+    assert d1 < 0.6 * d0  # type-2 sites move onto the digit
+    with pytest.raises(ValueError, match="too small"):
+        digit_potential(img, (12, 12))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from oncodyn.cpm.hamiltonians import Contact, Hamiltonian, Volume
+from oncodyn.cpm.hamiltonians import Contact, ExternalPotential, Hamiltonian, Volume
 from oncodyn.cpm.lattice import CPMState, Lattice, voronoi_blob
 
 
@@ -161,4 +161,50 @@ def neuralcpm_sorting(kind: str, shape=(200, 200), n_cells: int = 100, target: f
     state = aggregate(shape, n_cells, target, np.random.default_rng(seed))
     ham = Hamiltonian((Contact(NEURALCPM_TYPES[kind], order=2), Volume(lam=NEURALCPM_LAMBDA[kind], target=target)),
                       temperature=temperature, copy_order=2)
+    return state, ham
+
+
+# ----------------------------------------------------------------------------- NeuralCPM cellular digits
+
+
+DIGIT_J = contact_matrix(j11=3.0, j22=3.0, j12=8.0, j1m=6.0, j2m=6.0)
+
+
+def digit_potential(image: np.ndarray, shape=(100, 100), threshold: float = 8.0, margin: int = 10) -> np.ndarray:
+    """Φ for a digit: the Euclidean distance (sites) to the binarised, upscaled digit (0 on it).
+
+    Args:
+        image: a grey-level digit ``[h, w]`` (scikit-learn's 8×8 digits hold 0–16).
+        shape: lattice shape; the digit is upscaled by whole factors to fill it up to ``margin``.
+        threshold: grey level at which a pixel belongs to the digit.
+    """
+    from scipy import ndimage
+
+    img = np.asarray(image, float)
+    mask = img >= threshold
+    if not mask.any():
+        raise ValueError(f"the digit image has no pixel >= threshold {threshold}")
+    f = min((shape[0] - 2 * margin) // img.shape[0], (shape[1] - 2 * margin) // img.shape[1])
+    if f < 1:
+        raise ValueError(f"lattice {shape} is too small for a {img.shape} digit with margin {margin}")
+    big = np.kron(mask, np.ones((f, f), bool))
+    m = np.zeros(shape, bool)
+    o0, o1 = (shape[0] - big.shape[0]) // 2, (shape[1] - big.shape[1]) // 2
+    m[o0:o0 + big.shape[0], o1:o1 + big.shape[1]] = big
+    return ndimage.distance_transform_edt(~m)
+
+
+def cellular_digit(image: np.ndarray, shape=(100, 100), n_cells: int = 50, target: float = 100.0,
+                   mu: float = 1.0, temperature: float = 4.0, seed: int = 0) -> tuple[CPMState, Hamiltonian]:
+    """NeuralCPM's "cellular digits": type-2 cells drawn into a digit by an external potential.
+
+    Spec: 50 cells, 100×100, V* = 100, J11 = J22 = 3, J12 = 8, J(·,m) = 6, potential = distance
+    transform of the binarised digit coupled to type 2. The spec gives no coupling or
+    temperature; ``mu`` (energy per site per site of distance) and ``temperature`` are our
+    choice, set so that the digit is legible after 1,000 MCS of the classic kinetics.
+    """
+    phi = digit_potential(image, shape)
+    state = aggregate(shape, n_cells, target, np.random.default_rng(seed))
+    ham = Hamiltonian((Contact(DIGIT_J, order=2), Volume(lam=1.0, target=target),
+                       ExternalPotential(phi, [0.0, 0.0, mu])), temperature=temperature, copy_order=2)
     return state, ham
