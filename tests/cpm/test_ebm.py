@@ -77,3 +77,22 @@ def test_helpers():
 def test_bad_options(kw, match):
     with pytest.raises(ValueError, match=match):
         PCDOptions(**kw)
+
+
+def test_pcd_runs_with_a_neural_closure(data, tmp_path):
+    """The network path: the approximate sampler with the model's ΔH, gradients into every part."""
+    from oncodyn.cpm.neural import Closure, NeuralHamiltonian
+
+    torch.manual_seed(0)
+    small = {"sigma": np.stack([np.pad(s, 6, mode="wrap") for s in data["sigma"][:8]]),  # 36×36: stride 18
+             "cell_type": data["cell_type"][:8]}
+    net = NeuralHamiltonian(2, widths=(4, 8), pools=(3, 2), embed=3)
+    model = Closure(AnalyticTorch(2, V_TARGET), net)
+    before = [p.detach().clone() for p in model.parameters()]
+    opts = PCDOptions(iterations=3, batch=2, mcs_per_iter=0.5, k_frac=0.05, checkpoint_every=1)
+    tr = PCDTrainer(model, small, opts)
+    log = tr.train(checkpoint=str(tmp_path / "nn.pt"), progress=False)
+    assert len(log.loss) == 3 and np.all(np.isfinite(log.loss))
+    changed = [not torch.equal(b, p.detach()) for b, p in zip(before, model.parameters())]
+    assert all(changed)
+    assert (tmp_path / "nn.pt").exists()

@@ -113,7 +113,10 @@ def _advance(model, state: CPMState, opts: PCDOptions, seed: int) -> CPMState:
         probe = ApproxParallelSampler(state, ham, seed=seed, k=1)
         smp = ApproxParallelSampler(state, ham, seed=seed, k=max(1, int(opts.k_frac * probe.n_border)),
                                     delta_fn=model.delta_fn)
-    smp.sweep(opts.mcs_per_iter)
+    import torch
+
+    with torch.no_grad():  # no gradient through the sampler
+        smp.sweep(opts.mcs_per_iter)
     return smp.state.copy()
 
 
