@@ -1,0 +1,85 @@
+r"""Quality metrics of sampled CPM states against training snapshots (NeuralCPM experiment N2).
+
+- :func:`f_vol` — fraction of states whose every cell volume stays within the training range
+  widened by ±10 % of the mean training volume;
+- :func:`f_frag` — fraction of states with at most 3 fragmented cells (more than one
+  4-connected component);
+- :func:`classifier_score` — :math:`CS = \exp(\mathbb{E}_x\, KL(p(y|x)\,\|\,p(y)))` with
+  :math:`p(y) = \mathbb{E}_x\, p(y|x)`, from the class probabilities of a classifier trained on
+  the snapshots (:class:`DigitClassifier`): 1 when samples are uninformative, the number of
+  classes when every sample is recognised with certainty and the classes are balanced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from oncodyn.cpm.lattice import CPMState
+from oncodyn.cpm.observables import fragmented_cells
+
+
+def volume_range(states: Sequence[CPMState], widen: float = 0.1) -> tuple[float, float]:
+    """The training range of cell volumes widened by ``widen`` × the mean volume (sites)."""
+    vols = np.concatenate([s.volumes()[1:] for s in states])
+    pad = widen * vols.mean()
+    return float(vols.min() - pad), float(vols.max() + pad)
+
+
+def f_vol(states: Sequence[CPMState], vrange: tuple[float, float]) -> float:
+    """Fraction of ``states`` whose every cell volume lies in ``vrange`` (a vanished cell fails)."""
+    lo, hi = vrange
+    ok = [bool(np.all((v >= lo) & (v <= hi))) for v in (s.volumes()[1:] for s in states)]
+    return float(np.mean(ok))
+
+
+def f_frag(states: Sequence[CPMState], max_fragmented: int = 3) -> float:
+    """Fraction of ``states`` with at most ``max_fragmented`` cells in more than one piece."""
+    return float(np.mean([fragmented_cells(s) <= max_fragmented for s in states]))
+
+
+def classifier_score(probs: np.ndarray, eps: float = 1e-12) -> float:
+    """``exp(E_x KL(p(y|x) || p(y)))`` for class probabilities ``[n_samples, n_classes]``."""
+    p = np.clip(np.asarray(probs, float), eps, 1.0)
+    p /= p.sum(1, keepdims=True)
+    marg = p.mean(0)
+    kl = (p * (np.log(p) - np.log(marg))).sum(1)
+    return float(np.exp(kl.mean()))
+
+
+def type_map_features(state: CPMState, cell_type: int = 2, size: int = 10) -> np.ndarray:
+    """The fraction of each of ``size × size`` blocks covered by cells of ``cell_type``, ``[size²]``."""
+    m = (state.types_map() == cell_type).astype(float)
+    H, W = m.shape
+    ys = np.linspace(0, H, size + 1).astype(int)
+    xs = np.linspace(0, W, size + 1).astype(int)
+    return np.array([[m[ys[i]:ys[i + 1], xs[j]:xs[j + 1]].mean() for j in range(size)] for i in range(size)]).ravel()
+
+
+class DigitClassifier:
+    """Multinomial logistic regression (scikit-learn) on block-averaged type-2 maps.
+
+    Args:
+        size: blocks per side of the features. c: inverse regularisation strength.
+    """
+
+    def __init__(self, size: int = 10, c: float = 1.0):
+        from sklearn.linear_model import LogisticRegression
+
+        self.size = int(size)
+        self.model = LogisticRegression(C=c, max_iter=2000)
+
+    def features(self, states: Sequence[CPMState]) -> np.ndarray:
+        return np.stack([type_map_features(s, size=self.size) for s in states])
+
+    def fit(self, states: Sequence[CPMState], labels: Sequence[int]) -> DigitClassifier:
+        self.model.fit(self.features(states), np.asarray(labels))
+        return self
+
+    def predict_proba(self, states: Sequence[CPMState]) -> np.ndarray:
+        """Class probabilities ``[n_states, n_classes]``."""
+        return self.model.predict_proba(self.features(states))
+
+    def accuracy(self, states: Sequence[CPMState], labels: Sequence[int]) -> float:
+        return float(self.model.score(self.features(states), np.asarray(labels)))
