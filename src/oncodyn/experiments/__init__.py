@@ -12,3 +12,4 @@ from oncodyn.experiments import cpm_regimes  # noqa: F401
 from oncodyn.experiments import cpm_neural_data  # noqa: F401
 from oncodyn.experiments import cpm_exactness  # noqa: F401
 from oncodyn.experiments import cpm_neural_fit  # noqa: F401
+from oncodyn.experiments import cpm_digits_data  # noqa: F401
