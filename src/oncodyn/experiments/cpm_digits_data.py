@@ -37,8 +37,8 @@ class DigitsDataConfig(CPMConfig):
     shape: list[int] = [108, 108]
     n_cells: int = Field(50, ge=2)
     target: float = Field(100.0, gt=0)
-    mu: float = Field(1.0, ge=0)
-    temperature: float = Field(4.0, gt=0)
+    mu: float = Field(2.0, ge=0)
+    temperature: float = Field(2.0, gt=0)
     mcs: float = Field(1000.0, gt=0)
 
     presets = {"quick": {"n_snapshots": 12, "shape": [54, 54], "n_cells": 12, "mcs": 50.0}}
