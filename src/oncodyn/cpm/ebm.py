@@ -104,15 +104,12 @@ def _advance(model, state: CPMState, opts: PCDOptions, seed: int) -> CPMState:
         if opts.sampler == "exact":
             smp = MetropolisSampler(state, ham, seed=seed)
         else:
-            probe = ApproxParallelSampler(state, ham, seed=seed, k=1)
-            smp = ApproxParallelSampler(state, ham, seed=seed, k=max(1, int(opts.k_frac * probe.n_border)))
+            smp = ApproxParallelSampler(state, ham, seed=seed, k_frac=opts.k_frac)
     else:
         from oncodyn.cpm.hamiltonians import Hamiltonian
 
         ham = Hamiltonian((), temperature=opts.temperature, copy_order=2)
-        probe = ApproxParallelSampler(state, ham, seed=seed, k=1)
-        smp = ApproxParallelSampler(state, ham, seed=seed, k=max(1, int(opts.k_frac * probe.n_border)),
-                                    delta_fn=model.delta_fn)
+        smp = ApproxParallelSampler(state, ham, seed=seed, k_frac=opts.k_frac, delta_fn=model.delta_fn)
     import torch
 
     with torch.no_grad():  # no gradient through the sampler

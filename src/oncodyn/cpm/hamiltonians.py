@@ -182,11 +182,10 @@ class Perimeter(_PerCellQuadratic):
         super().__post_init__()
 
     def perimeters(self, state: CPMState) -> np.ndarray:
-        """P per id ``[n_cells + 1]`` (entry 0 for the medium, unused)."""
-        nb = state.lattice.neighbour_table(self.order)
-        sig = _with_wall(state)
-        diff = (sig[:-1, None] != sig[nb]).sum(1)
-        return np.bincount(sig[:-1], weights=diff, minlength=state.n_cells + 1).astype(np.int64)
+        """P per id ``[n_cells + 1]`` (:func:`oncodyn.cpm.observables.perimeters`; entry 0 unused)."""
+        from oncodyn.cpm.observables import perimeters
+
+        return perimeters(state, self.order)
 
     def energy(self, state: CPMState) -> float:
         lam, tgt = self.cell_arrays(state)
@@ -211,6 +210,26 @@ class Perimeter(_PerCellQuadratic):
         return float(d)
 
 
+def _validate_field_term(term, coupling: str) -> None:
+    """Store ``term.field`` and the per-type ``coupling`` as float arrays; both must be well formed."""
+    name = type(term).__name__
+    object.__setattr__(term, "field", np.asarray(term.field, float))
+    values = np.asarray(getattr(term, coupling), float)
+    if values.ndim != 1 or len(values) < 2:
+        raise ValueError(f"{name}.{coupling} must list one value per type, entry 0 = medium")
+    if not np.all(np.isfinite(term.field)):
+        raise ValueError(f"{name}.field must be finite")
+    object.__setattr__(term, coupling, values)
+
+
+def _check_field_term(term, coupling: str, state: CPMState) -> None:
+    """The field must cover the state's lattice and the coupling its cell types."""
+    name = type(term).__name__
+    if term.field.shape != state.lattice.shape:
+        raise ValueError(f"{name}.field has shape {term.field.shape}, the lattice {state.lattice.shape}")
+    _check_types(state, len(getattr(term, coupling)) - 1, f"{name}.{coupling}")
+
+
 @dataclass(frozen=True, eq=False)
 class ExternalPotential:
     """``Σ_x μ_{τ(σ_x)} Φ(x)``: a field over the lattice with a coupling per type.
@@ -224,18 +243,10 @@ class ExternalPotential:
     mu: object = None
 
     def __post_init__(self):
-        object.__setattr__(self, "field", np.asarray(self.field, float))
-        mu = np.asarray(self.mu, float)
-        if mu.ndim != 1 or len(mu) < 2:
-            raise ValueError("ExternalPotential.mu must list one coupling per type, entry 0 = medium")
-        if not np.all(np.isfinite(self.field)):
-            raise ValueError("ExternalPotential.field must be finite")
-        object.__setattr__(self, "mu", mu)
+        _validate_field_term(self, "mu")
 
     def _check(self, state: CPMState) -> None:
-        if self.field.shape != state.lattice.shape:
-            raise ValueError(f"ExternalPotential.field has shape {self.field.shape}, the lattice {state.lattice.shape}")
-        _check_types(state, len(self.mu) - 1, "ExternalPotential.mu")
+        _check_field_term(self, "mu", state)
 
     def energy(self, state: CPMState) -> float:
         self._check(state)
@@ -264,18 +275,12 @@ class Chemotaxis:
     form: str = "copy"
 
     def __post_init__(self):
-        object.__setattr__(self, "field", np.asarray(self.field, float))
-        chi = np.asarray(self.chi, float)
-        if chi.ndim != 1 or len(chi) < 2:
-            raise ValueError("Chemotaxis.chi must list one strength per type, entry 0 = medium")
+        _validate_field_term(self, "chi")
         if self.form not in ("copy", "potential"):
             raise ValueError(f"Chemotaxis.form must be 'copy' or 'potential', got {self.form!r}")
-        object.__setattr__(self, "chi", chi)
 
     def _check(self, state: CPMState) -> None:
-        if self.field.shape != state.lattice.shape:
-            raise ValueError(f"Chemotaxis.field has shape {self.field.shape}, the lattice {state.lattice.shape}")
-        _check_types(state, len(self.chi) - 1, "Chemotaxis.chi")
+        _check_field_term(self, "chi", state)
 
     def energy(self, state: CPMState) -> float:
         self._check(state)

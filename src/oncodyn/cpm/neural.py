@@ -225,6 +225,15 @@ class _ConvBlock(nn.Module):
         return _pool(y + r, self.pool)
 
 
+def _conv_chain(c_in: int, widths: Sequence[int], pools: Sequence[int]) -> tuple[nn.Sequential, int]:
+    """Residual conv blocks of the given widths and pooling rates; returns (blocks, output channels)."""
+    blocks, c = [], c_in
+    for w, p in zip(widths, pools):
+        blocks.append(_ConvBlock(c, w, p))
+        c = w
+    return nn.Sequential(*blocks), c
+
+
 class _Readout(nn.Module):
     """1×1 conv to ``width`` channels, sum over cells and pixels, MLP (2 hidden layers, SiLU, residual)."""
 
@@ -254,16 +263,26 @@ class _EnergyModel(nn.Module):
     """Shared input handling: ``forward(sigma, cell_type) -> scalar``, ``energies(states) -> [B]``.
 
     Subclasses implement ``_energy_batch(sig [B, H, W] long, ct [B, N + 1] long) -> [B]`` and
-    ``_check_shape(H, W)``; ``n_types`` is the number of cell types they accept.
+    set ``embed_size``/``_stride_pools`` when their input is strided; ``n_types`` is the number of
+    cell types they accept.
     """
 
     n_types: int
+    embed_size: int = 1
+    _stride_pools: tuple = ()  # pooling rates after the embedding; empty: no strided input
 
     def _ref(self) -> torch.Tensor:
         return next(self.parameters())
 
+    @property
+    def stride(self) -> int:
+        """Total stride ``embed · Π pools``: lattice sides must be multiples of it."""
+        return self.embed_size * math.prod(self._stride_pools)
+
     def _check_shape(self, H: int, W: int) -> None:
-        pass
+        if self._stride_pools:
+            _check_divisible(H, W, self.stride,
+                             f"{type(self).__name__}(embed={self.embed_size}, pools={self._stride_pools})")
 
     def _prep(self, sigma, cell_type) -> tuple[torch.Tensor, torch.Tensor]:
         dev = self._ref().device
@@ -338,6 +357,7 @@ class NeuralHamiltonian(_EnergyModel):
         if min(widths) < 1 or min(pools) < 1 or embed < 1:
             raise ValueError(f"widths, pools and embed must be >= 1, got {widths}, {pools}, {embed}")
         self.n_types, self.widths, self.pools, self.embed_size = int(n_types), widths, pools, int(embed)
+        self._stride_pools = pools
         self.embedding = nn.Conv2d(1 + n_types, widths[0], embed, stride=embed, bias=False)
         c, layers = widths[0], []
         for w, p in zip(widths, pools):
@@ -352,14 +372,6 @@ class NeuralHamiltonian(_EnergyModel):
         if name not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
         return cls(n_types, **{**PRESETS[name], **overrides})
-
-    @property
-    def stride(self) -> int:
-        """Total stride ``embed · Π pools``: lattice sides must be multiples of it."""
-        return self.embed_size * math.prod(self.pools)
-
-    def _check_shape(self, H: int, W: int) -> None:
-        _check_divisible(H, W, self.stride, f"NeuralHamiltonian(embed={self.embed_size}, pools={self.pools})")
 
     def _embed(self, sig: torch.Tensor, ct: torch.Tensor) -> torch.Tensor:
         """``sig [B, H, W]``, ``ct [B, N + 1]`` → embedded cells ``[B, N, C_0, H / e, W / e]``."""
@@ -400,20 +412,10 @@ class CNNHamiltonian(_EnergyModel):
         if not widths or len(widths) != len(pools):
             raise ValueError(f"widths and pools must be non-empty and of equal length, got {widths}, {pools}")
         self.n_types, self.pools, self.embed_size = int(n_types), pools, int(embed)
+        self._stride_pools = pools
         self.embedding = nn.Conv2d(1 + n_types, widths[0], embed, stride=embed, bias=False)
-        c, blocks = widths[0], []
-        for w, p in zip(widths, pools):
-            blocks.append(_ConvBlock(c, w, p))
-            c = w
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks, c = _conv_chain(widths[0], widths, pools)
         self.readout = _Readout(c, readout, hidden)
-
-    @property
-    def stride(self) -> int:
-        return self.embed_size * math.prod(self.pools)
-
-    def _check_shape(self, H: int, W: int) -> None:
-        _check_divisible(H, W, self.stride, f"CNNHamiltonian(embed={self.embed_size}, pools={self.pools})")
 
     def _energy_batch(self, sig: torch.Tensor, ct: torch.Tensor) -> torch.Tensor:
         types = torch.gather(ct, 1, sig.reshape(len(sig), -1)).reshape(sig.shape)
@@ -445,22 +447,11 @@ class NHCNNHamiltonian(_EnergyModel):
         if len(widths) != len(pools):
             raise ValueError(f"widths and pools must be of equal length, got {widths}, {pools}")
         self.n_types, self.embed_size = int(n_types), int(embed)
-        self.all_pools = (int(nh_pool),) + pools
+        self._stride_pools = (int(nh_pool),) + pools
         self.embedding = nn.Conv2d(1 + n_types, nh_width, embed, stride=embed, bias=False)
         self.nh = NHLayer(nh_width, nh_width, nh_pool)
-        c, blocks = nh_width, []
-        for w, p in zip(widths, pools):
-            blocks.append(_ConvBlock(c, w, p))
-            c = w
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks, c = _conv_chain(nh_width, widths, pools)
         self.readout = _Readout(c, readout, hidden)
-
-    @property
-    def stride(self) -> int:
-        return self.embed_size * math.prod(self.all_pools)
-
-    def _check_shape(self, H: int, W: int) -> None:
-        _check_divisible(H, W, self.stride, f"NHCNNHamiltonian(embed={self.embed_size}, pools={self.all_pools})")
 
     def _energy_batch(self, sig: torch.Tensor, ct: torch.Tensor) -> torch.Tensor:
         x = _encode_batch(sig, ct, self.n_types, self._ref().dtype)

@@ -255,15 +255,18 @@ class ApproxParallelSampler(_Engine):
         k: proposals per step (distinct border sites).
         delta_fn: ``delta_fn(state, targets [k], sources [k]) -> ΔH [k]`` against the current
             state; default: the analytic Hamiltonian's local ΔH (compiled, batched).
+        k_frac: if given, k = max(1, k_frac × the initial number of border sites) instead of ``k``.
     """
 
     def __init__(self, state: CPMState, hamiltonian: Hamiltonian, seed: int = 0, k: int = 100,
-                 delta_fn: DeltaFn | None = None):
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+                 delta_fn: DeltaFn | None = None, k_frac: float | None = None):
+        if k < 1 or (k_frac is not None and not k_frac > 0):
+            raise ValueError(f"k must be >= 1 and k_frac > 0, got {k}, {k_frac}")
         super().__init__(state, hamiltonian, seed, 1, False, False, 1)
-        self.k, self.delta_fn = int(k), delta_fn
         self._build_border()
+        if k_frac is not None:
+            k = max(1, int(k_frac * int(self.nborder[0])))
+        self.k, self.delta_fn = int(k), delta_fn
         self.mark = np.zeros(self.n_sites, np.int64)
         self.targets = np.zeros(self.k, np.int64)
         self.sources = np.zeros(self.k, np.int64)

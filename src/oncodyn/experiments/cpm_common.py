@@ -43,9 +43,7 @@ def build_sampler(kind: str, state, hamiltonian, seed: int, connectivity: bool =
     if kind == "parallel":
         return ParallelMetropolisSampler(state, hamiltonian, seed=seed, connectivity=connectivity)
     if kind == "approx":
-        smp = ApproxParallelSampler(state, hamiltonian, seed=seed, k=1)
-        k = max(1, smp.n_border // 100)
-        return ApproxParallelSampler(state, hamiltonian, seed=seed, k=k)
+        return ApproxParallelSampler(state, hamiltonian, seed=seed, k_frac=0.01)
     raise ValueError(f"sampler must be one of {SAMPLER_KINDS}, got {kind!r}")
 
 

@@ -44,6 +44,17 @@ class NeuralDataConfig(CPMConfig):
     presets = {"quick": {"n_snapshots": 2, "shape": [60, 60], "n_cells": 12, "mcs": 30.0}}
 
 
+def sorting_snapshot(kind: str, cfg, index: int, temperature: float = 1.0):
+    """Snapshot ``index`` of ground truth ``kind``: an independent run of ``cfg.mcs`` MCS with
+    ``cfg.sampler`` from its own seed. Returns ``(final state, seed)``; ``cfg`` supplies ``seed``,
+    ``shape``, ``n_cells``, ``target``, ``mcs`` and ``sampler``."""
+    seed = cfg.seed * 100_003 + index
+    state, ham = neuralcpm_sorting(kind, tuple(cfg.shape), cfg.n_cells, cfg.target, temperature, seed)
+    smp = build_sampler(cfg.sampler, state, ham, seed)
+    smp.sweep(cfg.mcs)
+    return smp.state, seed
+
+
 def snapshot_dir(rd: RunDir, kind: str):
     return rd.subdir(f"snapshots/type_{kind}")
 
@@ -69,12 +80,9 @@ def run_neural_data(cfg: NeuralDataConfig, ctx: RunContext) -> ExperimentResult:
         for i in tqdm(range(cfg.n_snapshots), desc=f"type {kind} snapshots", disable=not ctx.progress, leave=False):
             path = d / f"snap_{i:04d}.npz"
             if not path.exists():
-                seed = cfg.seed * 100_003 + i
-                state, ham = neuralcpm_sorting(kind, tuple(cfg.shape), cfg.n_cells, cfg.target, cfg.temperature, seed)
-                smp = build_sampler(cfg.sampler, state, ham, seed)
-                smp.sweep(cfg.mcs)
+                end, seed = sorting_snapshot(kind, cfg, i, cfg.temperature)
                 tmp = str(path) + ".tmp.npz"
-                np.savez_compressed(tmp, sigma=smp.state.sigma, cell_type=state.cell_type, mcs=smp.state.mcs, seed=seed)
+                np.savez_compressed(tmp, sigma=end.sigma, cell_type=end.cell_type, mcs=end.mcs, seed=seed)
                 os.replace(tmp, path)
             with np.load(path) as z:
                 sig.append(z["sigma"])

@@ -11,8 +11,9 @@ import numpy as np
 from pydantic import Field
 
 from oncodyn.cpm.ebm import PCDOptions, PCDTrainer, best_fit_scale
-from oncodyn.cpm.scenarios import NEURALCPM_LAMBDA, NEURALCPM_TYPES, neuralcpm_sorting
-from oncodyn.experiments.cpm_common import CPMConfig, build_sampler, cached_result
+from oncodyn.cpm.scenarios import NEURALCPM_LAMBDA, NEURALCPM_TYPES
+from oncodyn.experiments.cpm_common import CPMConfig, cached_result
+from oncodyn.experiments.cpm_neural_data import sorting_snapshot
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, plotter, register
 from oncodyn.io.rundir import RunDir
 
@@ -79,12 +80,9 @@ def run_neural_fit(cfg: NeuralFitConfig, ctx: RunContext) -> ExperimentResult:
         def snapshots(kind=kind):
             sig, ct = [], []
             for i in range(cfg.n_snapshots):
-                seed = cfg.seed * 100_003 + i
-                state, ham = neuralcpm_sorting(kind, tuple(cfg.shape), cfg.n_cells, cfg.target, 1.0, seed)
-                smp = build_sampler(cfg.sampler, state, ham, seed)
-                smp.sweep(cfg.mcs)
-                sig.append(smp.state.sigma.copy())
-                ct.append(state.cell_type)
+                end, _ = sorting_snapshot(kind, cfg, i)
+                sig.append(end.sigma.copy())
+                ct.append(end.cell_type)
             return {"sigma": np.stack(sig), "cell_type": np.stack(ct)}
 
         data = cached_result(ctx.rundir, f"n1_data_{kind}", snapshots)
