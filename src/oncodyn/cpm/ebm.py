@@ -43,7 +43,12 @@ class PCDOptions:
         mcs_per_iter: sampler MCS per chain per step. k_frac: proposals per approximate-sampler
             batch as a fraction of the border sites. reset_prob: chance per step that a chain
             restarts from a type-permuted data snapshot. temperature: T of p ∝ exp(−H/T).
-        sampler: ``approx`` (NeuralCPM) or ``exact`` (analytic models only).
+        sampler: ``approx`` (NeuralCPM); analytic models only: ``exact`` (Metropolis–Hastings, exactly
+            Boltzmann) or ``classic`` (the classic CPM acceptance) — PCD's fixed point is unbiased
+            only when the chains run the kinetics that made the data.
+        delta: ΔH of the proposals for a network (see :func:`oncodyn.cpm.neural.make_delta_fn`):
+            ``auto`` (exact, local where the architecture allows it), ``grad`` (first order, one
+            backward pass per batch of proposals: the CPU default of the NeuralCPM experiments).
         checkpoint_every: steps between checkpoints. seed: random seed.
     """
 
@@ -57,6 +62,7 @@ class PCDOptions:
     reset_prob: float = 0.05
     temperature: float = 1.0
     sampler: str = "approx"
+    delta: str = "auto"
     checkpoint_every: int = 50
     seed: int = 0
 
@@ -69,8 +75,10 @@ class PCDOptions:
                 raise ValueError(f"PCDOptions.{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.ema < 1 or not 0 <= self.reset_prob <= 1 or self.alpha < 0:
             raise ValueError("PCDOptions: ema must be in [0, 1), reset_prob in [0, 1], alpha >= 0")
-        if self.sampler not in ("approx", "exact"):
-            raise ValueError(f"PCDOptions.sampler must be 'approx' or 'exact', got {self.sampler!r}")
+        if self.sampler not in ("approx", "exact", "classic"):
+            raise ValueError(f"PCDOptions.sampler must be 'approx', 'exact' or 'classic', got {self.sampler!r}")
+        if self.delta not in ("auto", "local", "full", "grad"):
+            raise ValueError(f"PCDOptions.delta must be one of auto, local, full, grad, got {self.delta!r}")
 
 
 @dataclass
@@ -97,23 +105,30 @@ def permute_types(cell_type: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return ct
 
 
-def _advance(model, state: CPMState, opts: PCDOptions, seed: int) -> CPMState:
-    """``opts.mcs_per_iter`` MCS of the sampler under the current model; returns the new state."""
+def advance(model, state: CPMState, mcs: float, opts: PCDOptions, seed: int) -> CPMState:
+    """``mcs`` MCS of the sampler of ``opts`` under ``model`` from ``state``; returns the new state.
+
+    An analytic model (``to_hamiltonian``) runs compiled (``opts.sampler``); a network runs the
+    approximate sampler with ``opts.delta``'s ΔH. No gradient flows through the sampler.
+    """
+    import torch
+
+    from oncodyn.cpm.neural import make_delta_fn
+
     if hasattr(model, "to_hamiltonian"):
-        ham = model.to_hamiltonian(opts.temperature)
-        if opts.sampler == "exact":
-            smp = MetropolisSampler(state, ham, seed=seed)
+        ham = model.to_hamiltonian(opts.temperature, shape=state.sigma.shape)
+        if opts.sampler in ("exact", "classic"):
+            smp = MetropolisSampler(state, ham, seed=seed, hastings=opts.sampler == "exact")
         else:
             smp = ApproxParallelSampler(state, ham, seed=seed, k_frac=opts.k_frac)
     else:
         from oncodyn.cpm.hamiltonians import Hamiltonian
 
         ham = Hamiltonian((), temperature=opts.temperature, copy_order=2)
-        smp = ApproxParallelSampler(state, ham, seed=seed, k_frac=opts.k_frac, delta_fn=model.delta_fn)
-    import torch
-
-    with torch.no_grad():  # no gradient through the sampler
-        smp.sweep(opts.mcs_per_iter)
+        smp = ApproxParallelSampler(state, ham, seed=seed, k_frac=opts.k_frac,
+                                    delta_fn=make_delta_fn(model, opts.delta))
+    with torch.no_grad():
+        smp.sweep(mcs)
     return smp.state.copy()
 
 
@@ -160,7 +175,7 @@ class PCDTrainer:
             if self.rng.random() < o.reset_prob:
                 self.chains[j] = self._from_data()
             seed = int(self.rng.integers(2**62))
-            self.chains[j] = _advance(self.model, self.chains[j], o, seed)
+            self.chains[j] = advance(self.model, self.chains[j], o.mcs_per_iter, o, seed)
         idx = self.rng.integers(len(self.sigma), size=o.batch)
         data = [(self.sigma[i], self.cell_type[i]) for i in idx]
         samples = [(c.sigma, c.cell_type) for c in self.chains]

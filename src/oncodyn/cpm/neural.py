@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from oncodyn.cpm.hamiltonians import Contact, Hamiltonian, Volume
+from oncodyn.cpm.hamiltonians import Contact, ExternalPotential, Hamiltonian, Volume
 from oncodyn.cpm.lattice import neighbour_offsets
 
 #: sites (at a layer's own resolution) by which one NH layer spreads a change before pooling:
@@ -262,7 +262,8 @@ class _Readout(nn.Module):
 class _EnergyModel(nn.Module):
     """Shared input handling: ``forward(sigma, cell_type) -> scalar``, ``energies(states) -> [B]``.
 
-    Subclasses implement ``_energy_batch(sig [B, H, W] long, ct [B, N + 1] long) -> [B]`` and
+    Networks implement ``_energy_x(x) -> [B]`` on their one-hot input ``_encode(sig, ct)``;
+    analytic models override ``_energy_batch(sig [B, H, W] long, ct [B, N + 1] long) -> [B]``. They
     set ``embed_size``/``_stride_pools`` when their input is strided; ``n_types`` is the number of
     cell types they accept.
     """
@@ -271,8 +272,23 @@ class _EnergyModel(nn.Module):
     embed_size: int = 1
     _stride_pools: tuple = ()  # pooling rates after the embedding; empty: no strided input
 
+    #: networks: whether :meth:`_encode` gives per-cell tensors ``[B, N, 1 + T, H, W]`` (else a
+    #: type map ``[B, 1 + T, H, W]``); see :func:`delta_grad`.
+    per_cell = True
+
     def _ref(self) -> torch.Tensor:
         return next(self.parameters())
+
+    def _encode(self, sig: torch.Tensor, ct: torch.Tensor) -> torch.Tensor:
+        """The one-hot input of a network (per-cell tensors by default, :func:`encode_cells`)."""
+        return _encode_batch(sig, ct, self.n_types, self._ref().dtype)
+
+    def _energy_x(self, x: torch.Tensor) -> torch.Tensor:
+        """Energies ``[B]`` of encoded inputs (networks; analytic models override ``_energy_batch``)."""
+        raise NotImplementedError
+
+    def _energy_batch(self, sig: torch.Tensor, ct: torch.Tensor) -> torch.Tensor:
+        return self._energy_x(self._encode(sig, ct))
 
     @property
     def stride(self) -> int:
@@ -373,22 +389,28 @@ class NeuralHamiltonian(_EnergyModel):
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
         return cls(n_types, **{**PRESETS[name], **overrides})
 
-    def _embed(self, sig: torch.Tensor, ct: torch.Tensor) -> torch.Tensor:
-        """``sig [B, H, W]``, ``ct [B, N + 1]`` → embedded cells ``[B, N, C_0, H / e, W / e]``."""
-        x = _encode_batch(sig, ct, self.n_types, self._ref().dtype)
+    def _embed_x(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoded cells ``[B, N, 1 + T, H, W]`` → embedded cells ``[B, N, C_0, H / e, W / e]``."""
         B, N = x.shape[:2]
         y = self.embedding(x.reshape(B * N, *x.shape[2:]))
         return y.reshape(B, N, *y.shape[1:])
 
-    def trace(self, sig: torch.Tensor, ct: torch.Tensor) -> list[torch.Tensor]:
-        """Feature maps of a batch: ``[embedded, after layer 1, …, after layer L]``, each ``[B, N, C, h, w]``."""
-        hs = [self._embed(sig, ct)]
+    def _embed(self, sig: torch.Tensor, ct: torch.Tensor) -> torch.Tensor:
+        """``sig [B, H, W]``, ``ct [B, N + 1]`` → embedded cells ``[B, N, C_0, H / e, W / e]``."""
+        return self._embed_x(self._encode(sig, ct))
+
+    def _trace_x(self, x: torch.Tensor) -> list[torch.Tensor]:
+        hs = [self._embed_x(x)]
         for layer in self.layers:
             hs.append(layer(hs[-1]))
         return hs
 
-    def _energy_batch(self, sig: torch.Tensor, ct: torch.Tensor) -> torch.Tensor:
-        return self.readout.mlp(self.readout.vector(self.trace(sig, ct)[-1]))
+    def trace(self, sig: torch.Tensor, ct: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps of a batch: ``[embedded, after layer 1, …, after layer L]``, each ``[B, N, C, h, w]``."""
+        return self._trace_x(self._encode(sig, ct))
+
+    def _energy_x(self, x: torch.Tensor) -> torch.Tensor:
+        return self.readout.mlp(self.readout.vector(self._trace_x(x)[-1]))
 
 
 class CNNHamiltonian(_EnergyModel):
@@ -417,9 +439,14 @@ class CNNHamiltonian(_EnergyModel):
         self.blocks, c = _conv_chain(widths[0], widths, pools)
         self.readout = _Readout(c, readout, hidden)
 
-    def _energy_batch(self, sig: torch.Tensor, ct: torch.Tensor) -> torch.Tensor:
+    per_cell = False
+
+    def _encode(self, sig: torch.Tensor, ct: torch.Tensor) -> torch.Tensor:
+        """The one-hot type map ``[B, 1 + T, H, W]``."""
         types = torch.gather(ct, 1, sig.reshape(len(sig), -1)).reshape(sig.shape)
-        x = F.one_hot(types, 1 + self.n_types).permute(0, 3, 1, 2).to(self._ref().dtype)  # [B, 1 + T, H, W]
+        return F.one_hot(types, 1 + self.n_types).permute(0, 3, 1, 2).to(self._ref().dtype)
+
+    def _energy_x(self, x: torch.Tensor) -> torch.Tensor:
         h = self.blocks(self.embedding(x))
         return self.readout.mlp(self.readout.vector(h[:, None]))
 
@@ -453,8 +480,7 @@ class NHCNNHamiltonian(_EnergyModel):
         self.blocks, c = _conv_chain(nh_width, widths, pools)
         self.readout = _Readout(c, readout, hidden)
 
-    def _energy_batch(self, sig: torch.Tensor, ct: torch.Tensor) -> torch.Tensor:
-        x = _encode_batch(sig, ct, self.n_types, self._ref().dtype)
+    def _energy_x(self, x: torch.Tensor) -> torch.Tensor:
         B, N = x.shape[:2]
         h = self.embedding(x.reshape(B * N, *x.shape[2:]))
         h = self.nh(h.reshape(B, N, *h.shape[1:])).sum(1)  # [B, C, h, w]
@@ -485,11 +511,27 @@ class AnalyticTorch(_EnergyModel):
         J_init: initial J ``[n_types + 1, n_types + 1]`` (symmetric, entries > 0 off ``[0, 0]``); default all 1.
         lam_init: initial λ > 0.
         periodic: periodic lattice (default); ``False``: a wall that acts as medium surrounds it.
+        potential: ``(gy, gx)`` adds a trainable external potential :math:`\sum_x Φ(x)\,[τ_x = t_Φ]`
+            on cells of type ``potential_type``: Φ is a ``[gy, gx]`` grid of free parameters
+            (initially 0), each value covering a block of the lattice (sides must be multiples of
+            the grid). ``None`` (default): no potential. This is NeuralCPM's "cellsort + potential"
+            baseline.
+        potential_type: the type the potential acts on (default: the last type).
     """
 
     def __init__(self, n_types: int, target_volume, order: int = 2, J_init=None, lam_init: float = 1.0,
-                 periodic: bool = True):
+                 periodic: bool = True, potential: tuple[int, int] | None = None, potential_type: int | None = None):
         super().__init__()
+        self.potential_type = int(n_types) if potential_type is None else int(potential_type)
+        if not 1 <= self.potential_type <= int(n_types):
+            raise ValueError(f"potential_type must be in 1..{n_types}, got {potential_type}")
+        if potential is not None:
+            g = tuple(int(v) for v in potential)
+            if len(g) != 2 or min(g) < 1:
+                raise ValueError(f"potential must be a grid (gy, gx) of positive ints, got {potential}")
+            self.phi = nn.Parameter(torch.zeros(g))
+        else:
+            self.phi = None
         nt = int(n_types) + 1
         self.n_types, self.order, self.periodic = int(n_types), int(order), bool(periodic)
         pairs = [(i, j) for i in range(nt) for j in range(i, nt) if (i, j) != (0, 0)]
@@ -526,6 +568,19 @@ class AnalyticTorch(_EnergyModel):
     def lam(self) -> torch.Tensor:
         """Volume stiffness λ > 0 (0-d)."""
         return F.softplus(self.raw_lam)
+
+    def _check_shape(self, H: int, W: int) -> None:
+        if self.phi is not None and (H % self.phi.shape[0] or W % self.phi.shape[1]):
+            raise ValueError(f"AnalyticTorch: lattice {H}×{W} is not a whole number of potential blocks "
+                             f"{tuple(self.phi.shape)}")
+
+    def potential_field(self, shape: tuple[int, int]) -> torch.Tensor | None:
+        """Φ on the lattice ``[H, W]`` (each grid value repeated over its block), or ``None``."""
+        if self.phi is None:
+            return None
+        H, W = shape
+        gy, gx = self.phi.shape
+        return self.phi.repeat_interleave(H // gy, 0).repeat_interleave(W // gx, 1)
 
     def _stats_batch(self, sig: torch.Tensor, ct: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, nt, dtype = sig.shape[0], self.n_types + 1, self._ref().dtype
@@ -564,7 +619,11 @@ class AnalyticTorch(_EnergyModel):
         bmat, S = self._stats_batch(sig, ct)
         J = self.J()
         upper = torch.triu(torch.ones_like(J))
-        return (J * upper * bmat).sum((1, 2)) + self.lam() * S
+        e = (J * upper * bmat).sum((1, 2)) + self.lam() * S
+        if self.phi is not None:
+            on = (torch.gather(ct, 1, sig.reshape(len(sig), -1)) == self.potential_type).to(e.dtype)
+            e = e + on @ self.potential_field(sig.shape[1:]).reshape(-1).to(e.dtype)
+        return e
 
     def delta(self, sigma, cell_type, targets, sources) -> torch.Tensor:
         """Local ΔH of copying ``sigma[sources[i]]`` into ``targets[i]`` (flat indices), ``[k]``.
@@ -597,18 +656,35 @@ class AnalyticTorch(_EnergyModel):
         va, vb, sa, sb = vol[a], vol[b], vt[ta], vt[tb]
         dv = torch.where(a != 0, (va + 1 - sa) ** 2 - (va - sa) ** 2, 0.0) + \
             torch.where(b != 0, (vb - 1 - sb) ** 2 - (vb - sb) ** 2, 0.0)
-        return torch.where(a == b, 0.0, dc + self.lam() * dv)
+        dh = dc + self.lam() * dv
+        if self.phi is not None:  # a = the new id at the target, b = the old one
+            pt = self.potential_type
+            dh = dh + self.potential_field((H, W)).reshape(-1)[t].to(dtype) * ((ta == pt).to(dtype) - (tb == pt).to(dtype))
+        return torch.where(a == b, 0.0, dh)
 
     def parameters_dict(self) -> dict:
-        """``{"J": float64 [n_types + 1, n_types + 1] NumPy array, "lam": float}``."""
-        return {"J": self.J().detach().cpu().double().numpy(), "lam": float(self.lam().detach())}
+        """``{"J": float64 [n_types + 1, n_types + 1] NumPy array, "lam": float}`` (+ ``"phi"`` grid if any)."""
+        out = {"J": self.J().detach().cpu().double().numpy(), "lam": float(self.lam().detach())}
+        if self.phi is not None:
+            out["phi"] = self.phi.detach().cpu().double().numpy()
+        return out
 
-    def to_hamiltonian(self, temperature: float = 1.0, copy_order: int = 2) -> Hamiltonian:
-        """The equivalent compiled-sampler Hamiltonian: ``Contact(J, order) + Volume(λ, V*)`` at ``temperature``."""
+    def to_hamiltonian(self, temperature: float = 1.0, copy_order: int = 2, shape=None) -> Hamiltonian:
+        """The equivalent compiled-sampler Hamiltonian at ``temperature``.
+
+        ``Contact(J, order) + Volume(λ, V*)``, plus ``ExternalPotential(Φ)`` on the lattice ``shape``
+        ``(H, W)`` when the model has a potential (then ``shape`` is required).
+        """
         p = self.parameters_dict()
         vt = self.v_target.detach().cpu().double().numpy()
-        return Hamiltonian((Contact(p["J"], order=self.order), Volume(lam=p["lam"], target=vt, n_types=self.n_types)),
-                           temperature=temperature, copy_order=copy_order)
+        terms = [Contact(p["J"], order=self.order), Volume(lam=p["lam"], target=vt, n_types=self.n_types)]
+        if shape is not None and self.phi is not None:
+            mu = np.zeros(self.n_types + 1)
+            mu[self.potential_type] = 1.0
+            terms.append(ExternalPotential(self.potential_field(tuple(shape)).detach().cpu().double().numpy(), mu))
+        elif self.phi is not None:
+            raise ValueError("to_hamiltonian needs the lattice shape when the model has a potential")
+        return Hamiltonian(tuple(terms), temperature=temperature, copy_order=copy_order)
 
 
 class Closure(_EnergyModel):
@@ -799,17 +875,71 @@ def delta_local(model: _EnergyModel, sigma, cell_type, targets, sources, chunk: 
     return torch.cat(out)
 
 
+def delta_grad(model: _EnergyModel, sigma, cell_type, targets, sources) -> torch.Tensor:
+    r"""First-order ΔH of k copy proposals from one forward and one backward pass (any network).
+
+    A copy changes the one-hot input ``x`` of a network in a few entries (a site moves from cell
+    ``a`` to cell ``b``): ``ΔH ≈ ∇_x H · Δx``, with the gradient taken once at the current state.
+    Per-cell encodings (:class:`NeuralHamiltonian`, :class:`NHCNNHamiltonian`):
+    ``ΔH ≈ g[b, τ_b, y, x] − g[a, τ_a, y, x]`` for cells, and ``± Σ_c g[c, 0, y, x]`` for the shared
+    medium channel; the type map (:class:`CNNHamiltonian`): ``g[τ_b, y, x] − g[τ_a, y, x]``.
+
+    This is the Taylor step of gradient-informed discrete samplers (Grathwohl et al. 2021,
+    "Oops I took a gradient"): the cost of *all* proposals of a state is one forward and one
+    backward pass (about 2.5 full passes), against one local re-evaluation per proposal for
+    :func:`delta_local`. It is not exact: the network is nonlinear in ``x``
+    (``oncodyn bench neuralcpm`` reports its error against :func:`delta_local`). The analytic part
+    of a :class:`Closure` (and an :class:`AnalyticTorch`) stays exact (its local ΔH). Training and
+    sampling a model with the same ΔH keeps the two consistent; this is the default for networks
+    on a CPU, where exact per-proposal ΔH makes a PCD iteration cost seconds per chain.
+
+    Args / Returns: as :func:`delta_local`.
+    """
+    if isinstance(model, AnalyticTorch):
+        return model.delta(sigma, cell_type, targets, sources).detach()
+    if isinstance(model, Closure):
+        return (model.w1 * delta_grad(model.analytic, sigma, cell_type, targets, sources)
+                + model.w2 * delta_grad(model.network, sigma, cell_type, targets, sources)).detach()
+    sig, ct = model._prep(sigma, cell_type)
+    t, s = _to_long(targets, sig.device), _to_long(sources, sig.device)
+    if t.shape != s.shape or t.ndim != 1:
+        raise ValueError(f"targets and sources must be 1-D of equal length, got {tuple(t.shape)}, {tuple(s.shape)}")
+    with torch.enable_grad():
+        x = model._encode(sig[None], ct[None]).requires_grad_(True)
+        (g,) = torch.autograd.grad(model._energy_x(x).sum(), x)
+    g, W = g[0].detach(), sig.shape[1]
+    ty, tx = t // W, t % W
+    flat = sig.reshape(-1)
+    a, b = flat[t], flat[s]  # the target's old id and the copied id
+    ta, tb = ct[a], ct[b]
+    if not model.per_cell:
+        return g[tb, ty, tx] - g[ta, ty, tx]
+    g0 = g[:, 0].sum(0)  # the medium channel, shared by every cell's tensor
+    ia, ib = (a - 1).clamp(min=0), (b - 1).clamp(min=0)
+    new = torch.where(b > 0, g[ib, tb, ty, tx], g0[ty, tx])
+    old = torch.where(a > 0, g[ia, ta, ty, tx], g0[ty, tx])
+    return torch.where(a == b, 0.0, new - old)
+
+
+DELTA_METHODS = ("auto", "local", "full", "grad")
+
+
 def make_delta_fn(model: _EnergyModel, method: str = "auto", chunk: int | None = None):
     """A ``delta_fn(state, targets, sources) -> ΔH`` (float64 NumPy) for the approximate sampler.
 
     Args:
         model: a model of this module.
-        method: ``local`` (:func:`delta_local`), ``full`` (:func:`delta_full`) or ``auto``
-            (local where supported).
-        chunk: batch size passed on (default: each function's own).
+        method: ``local`` (:func:`delta_local`, exact), ``full`` (:func:`delta_full`, exact),
+            ``grad`` (:func:`delta_grad`, first order) or ``auto`` (local where supported, else full).
+        chunk: batch size passed on (``local``/``full``; default: each function's own).
     """
-    if method not in ("auto", "local", "full"):
-        raise ValueError(f"method must be 'auto', 'local' or 'full', got {method!r}")
+    if method not in DELTA_METHODS:
+        raise ValueError(f"method must be one of {DELTA_METHODS}, got {method!r}")
+    if method == "grad":
+        def delta_fn(state, targets, sources) -> np.ndarray:
+            return delta_grad(model, state.sigma, state.cell_type, targets, sources).cpu().double().numpy()
+
+        return delta_fn
     use_local = method == "local" or (method == "auto" and _supports_local(model))
     fn = delta_local if use_local else delta_full
     kw = {} if chunk is None else {"chunk": int(chunk)}

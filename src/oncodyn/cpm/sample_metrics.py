@@ -7,7 +7,8 @@ r"""Quality metrics of sampled CPM states against training snapshots (NeuralCPM 
 - :func:`classifier_score` — :math:`CS = \exp(\mathbb{E}_x\, KL(p(y|x)\,\|\,p(y)))` with
   :math:`p(y) = \mathbb{E}_x\, p(y|x)`, from the class probabilities of a classifier trained on
   the snapshots (:class:`DigitClassifier`): 1 when samples are uninformative, the number of
-  classes when every sample is recognised with certainty and the classes are balanced.
+  classes when every sample is recognised with certainty and the classes are balanced;
+- :func:`bipolar_ratio` — the variance ratio of a bipolar axis (NeuralCPM experiment N3).
 """
 
 from __future__ import annotations
@@ -83,3 +84,50 @@ class DigitClassifier:
 
     def accuracy(self, states: Sequence[CPMState], labels: Sequence[int]) -> float:
         return float(self.model.score(self.features(states), np.asarray(labels)))
+
+
+def _cell_coordinates(state: CPMState) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates of the non-medium sites ``[n, ndim]`` unwrapped about their centroid, and their types ``[n]``.
+
+    On a periodic lattice the centroid is the circular mean per axis and every site is taken at its
+    minimal image about it (exact for a compact cluster smaller than half the lattice).
+    """
+    tmap = state.types_map()
+    idx = np.argwhere(tmap > 0).astype(float)
+    types = tmap[tmap > 0]
+    if state.lattice.periodic:
+        L = np.array(state.lattice.shape, float)
+        ang = 2.0 * np.pi * idx / L
+        c = np.arctan2(np.sin(ang).mean(0), np.cos(ang).mean(0)) * L / (2.0 * np.pi)
+        d = idx - c
+        idx = d - L * np.round(d / L)
+    return idx - idx.mean(0), types
+
+
+def bipolar_ratio(state: CPMState, cell_type: int = 2) -> float:
+    r"""Variance ratio of a bipolar axis: how far the ``cell_type`` sites spread along their own axis.
+
+    Take the coordinates of all cell (non-medium) sites, unwrapped about their centroid (periodic
+    lattices: minimal image about the circular mean); find the principal axis u of the covariance
+    of the ``cell_type`` sites (its top eigenvector) and return
+
+    .. math:: \mathrm{Var}_u(\text{type sites}) / \mathrm{Var}_u(\text{all cell sites}),
+
+    each variance about its own mean. Type sites at both ends of the cluster (a bipolar axis)
+    give clearly > 1 (a round cluster with a cap of a quarter of its area at each end: 1.78); a
+    compact pole at one side or a core give < 1 (one quarter cap: 0.74; the inner half: 0.5; a
+    half-disc gives 1.0); a random type assignment gives ≈ 1, a little above with few large cells
+    because u picks the type's widest direction (20 of 40 random Voronoi cells: 1.16 ± 0.13).
+    NaN when the state has fewer than two sites of ``cell_type``.
+    """
+    x, t = _cell_coordinates(state)
+    sel = x[t == cell_type]
+    if len(sel) < 2:
+        return float("nan")
+    u = np.linalg.eigh(np.cov(sel.T))[1][:, -1]
+    return float(np.var(sel @ u) / np.var(x @ u))
+
+
+def mean_bipolar_ratio(states: Sequence[CPMState], cell_type: int = 2) -> float:
+    """Mean :func:`bipolar_ratio` over ``states``."""
+    return float(np.mean([bipolar_ratio(s, cell_type) for s in states]))

@@ -13,6 +13,8 @@ experiments can run published and reduced sizes with the same code.
   tabulated in Morpheus' "simplified cell sorting" model, and :func:`classify_regime`, which
   names the end state from observables.
 - :func:`neuralcpm_sorting` — the NeuralCPM cell-sorting data (types A and B).
+- :func:`cellular_digit` — NeuralCPM's cellular digits (N2).
+- :func:`bipolar_axis` — NeuralCPM's bipolar axis (N3): type-2 cells pulled to two opposite poles.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from oncodyn.cpm.hamiltonians import Contact, ExternalPotential, Hamiltonian, Volume
+from oncodyn.cpm.hamiltonians import (
+    Chemotaxis,
+    Contact,
+    ExternalPotential,
+    Hamiltonian,
+    Volume,
+)
 from oncodyn.cpm.lattice import CPMState, Lattice, voronoi_blob
 
 
@@ -209,4 +217,101 @@ def cellular_digit(image: np.ndarray, shape=(100, 100), n_cells: int = 50, targe
     state = aggregate(shape, n_cells, target, np.random.default_rng(seed))
     ham = Hamiltonian((Contact(DIGIT_J, order=2), Volume(lam=1.0, target=target),
                        ExternalPotential(phi, [0.0, 0.0, mu])), temperature=temperature, copy_order=2)
+    return state, ham
+
+
+# ----------------------------------------------------------------------------- NeuralCPM bipolar axis
+
+
+#: Contact energies of N3 for the generator's three types: 1, and type 2 split into the groups
+#: 2 (pole +) and 3 (pole −), which are one biological type (J(same type) = 6 among all of them).
+BIPOLAR_J = np.array([[0.0, 16.0, 16.0, 16.0],
+                      [16.0, 6.0, 16.0, 16.0],
+                      [16.0, 16.0, 6.0, 6.0],
+                      [16.0, 16.0, 6.0, 6.0]])
+
+
+def bipolar_poles(shape, n_cells: int, target: float, rng: np.random.Generator,
+                  distance: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The poles P± = centre ± d·u of a centred 2D aggregate: u at a uniform random angle, d its radius by default."""
+    if len(shape) != 2:
+        raise ValueError(f"the bipolar axis is 2D, got shape {tuple(shape)}")
+    centre = np.array([(s - 1) / 2 for s in shape], float)
+    d = float(np.sqrt(n_cells * target / np.pi)) if distance is None else float(distance)
+    a = rng.uniform(0.0, 2.0 * np.pi)
+    u = np.array([np.cos(a), np.sin(a)])
+    return centre + d * u, centre - d * u
+
+
+def bipolar_types(cell_type: np.ndarray) -> np.ndarray:
+    """The two biological types of a :func:`bipolar_axis` state: generator type 3 (pole −) → 2."""
+    t = np.array(cell_type, np.int32, copy=True)
+    t[t == 3] = 2
+    return t
+
+
+def bipolar_axis(shape=(120, 120), n_cells: int = 40, target: float = 150.0, mu: float = 2.0,
+                 temperature: float = 4.0, lam: float = 1.0, pole_distance: float = 0.8, seed: int = 0
+                 ) -> tuple[CPMState, Hamiltonian]:
+    """NeuralCPM N3 ground truth: type-2 cells pulled to two opposite poles of a random cluster.
+
+    Spec: 40 cells (20 + 20) from a random cluster, J(·,m) = 16, J(same type) = 6, J(1,2) = 16,
+    V* = 150, "directed motion towards assigned poles". The rest is our choice:
+
+    - the start is :func:`aggregate` (exactly half type 1, half type 2 for even ``n_cells``);
+    - poles P± = centre ± d·u, u at a uniform random angle, d = ``pole_distance`` × R with
+      R = sqrt(n_cells·V*/π) the cluster's radius (:func:`bipolar_poles`); half the type-2 cells
+      (at random) go to P+ (generator type 2), the others to P− (generator type 3);
+    - the directed motion is the external potential μ·|r − P±| (Euclidean distance in sites, plain
+      coordinates of the centred cluster) on the sites of each group:
+      ``ExternalPotential(|r − P+|, μ on type 2)`` plus the same for P− as
+      ``Chemotaxis(form="potential")`` with χ = −μ on type 3 (a Hamiltonian holds one term of
+      each kind; the potential form of chemotaxis is exactly an external potential);
+    - types 2 and 3 are one biological type: J = 6 among them (2–2, 3–3 and 2–3), J(1,·) = 16 to
+      both; Moore contacts and copies (order 2); λ_V = ``lam`` = 1. :func:`bipolar_types` maps
+      the generator's types to the two of the data (3 → 2).
+
+    ``pole_distance``, ``mu`` and ``temperature`` come from a sweep, each over 16 snapshots of
+    5,000 classic MCS at 120×120 (``oncodyn run neuralcpm-bipolar-data --set n_snapshots=16
+    --set pole_distance=PD --set mu=MU --set temperature=T``); variance ratio
+    (:func:`oncodyn.cpm.sample_metrics.bipolar_ratio`, random starts 1.14), fragmented cells per
+    state, states whose cluster reaches across the periodic boundary:
+
+    ======  ===  ===  =====  =======  =======
+    PD      μ    T    ratio  frag.    across
+    ======  ===  ===  =====  =======  =======
+    0.65    1    4    1.48   0.31     0
+    0.65    2    4    1.60   0.50     0
+    0.65    2    5    1.59   0.69     0
+    0.65    2    6    1.60   1.62     0
+    0.8     2    3    1.84   0.06     0
+    0.8     2    4    1.82   0.12     0
+    0.8     2    5    1.81   0.75     0
+    1.0     1    4    1.72   0.31     7
+    1.0     2    4    1.88   0.25     7
+    ======  ===  ===  =====  =======  =======
+
+    With d = R the two type-2 groups settle half outside the cluster and on 120×120 the
+    cluster joins its periodic image in 7 of 16 states; T ≥ 5 fragments more cells; T = 3 does as
+    well as T = 4, which we keep for its larger membrane fluctuations. Defaults: PD = 0.8, μ = 2,
+    T = 4 (two compact type-2 caps at opposite ends of a type-1 body, the cluster clear of the
+    boundary by ≥ 10 sites). 2D only.
+    """
+    rng = np.random.default_rng(seed)
+    state = aggregate(shape, n_cells, target, rng)
+    radius = float(np.sqrt(n_cells * target / np.pi))
+    p_plus, p_minus = bipolar_poles(shape, n_cells, target, rng, pole_distance * radius)
+    t2 = np.flatnonzero(state.cell_type == 2)
+    minus = rng.choice(t2, len(t2) // 2, replace=False)
+    state.cell_type[minus] = 3
+    yy, xx = np.indices(tuple(shape))
+
+    def dist(p):
+        return np.hypot(yy - p[0], xx - p[1])
+
+    ham = Hamiltonian((Contact(BIPOLAR_J, order=2), Volume(lam=lam, target=target, n_types=3),
+                       ExternalPotential(dist(p_plus), [0.0, 0.0, mu, 0.0]),
+                       Chemotaxis(dist(p_minus), [0.0, 0.0, 0.0, -mu], form="potential")),
+                      temperature=temperature, copy_order=2)
+    state.meta["poles"] = np.stack([p_plus, p_minus])
     return state, ham

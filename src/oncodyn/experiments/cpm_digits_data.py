@@ -3,12 +3,12 @@
 Published setting (NeuralCPM N2): 50 cells, 100×100, V* = 100, J11 = J22 = 3, J12 = 8,
 J(·,m) = 6; type-2 cells are drawn into the shape of a digit by an external potential (the
 distance transform of the binarised digit, coupled to type 2). Digits come from the 8×8 digits
-bundled with scikit-learn (no download). The lattice is 108×108 by default so the
-``digits`` Neural Hamiltonian (total stride 18) fits it.
+bundled with scikit-learn (no download). The lattice is the published 100×100.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -34,39 +34,61 @@ class DigitsDataConfig(CPMConfig):
 
     n_snapshots: int = Field(200, ge=4)
     held_out: float = Field(0.25, gt=0, lt=1)
-    shape: list[int] = [108, 108]
+    shape: list[int] = [100, 100]
     n_cells: int = Field(50, ge=2)
     target: float = Field(100.0, gt=0)
     mu: float = Field(2.0, ge=0)
     temperature: float = Field(2.0, gt=0)
     mcs: float = Field(1000.0, gt=0)
 
-    presets = {"quick": {"n_snapshots": 12, "shape": [54, 54], "n_cells": 12, "mcs": 50.0}}
+    presets = {"quick": {"n_snapshots": 12, "shape": [60, 60], "n_cells": 12, "mcs": 50.0}}
+
+
+@functools.lru_cache(maxsize=1)
+def _digits():
+    from sklearn.datasets import load_digits
+
+    return load_digits()
+
+
+def digit_snapshots(cfg: DigitsDataConfig, rd: RunDir, progress: bool = True) -> tuple[list[CPMState], list[int]]:
+    """The cellular-digit snapshots of ``cfg`` (digit images in scikit-learn's order) and their labels.
+
+    Each snapshot is saved under ``snapshots/digits`` as soon as it is done, so an interrupted run
+    resumes; a rerun into the same directory loads them.
+    """
+    from tqdm.auto import tqdm
+
+    digits = _digits()
+    d = rd.subdir("snapshots/digits")
+    states, labels = [], []
+    for i in tqdm(range(cfg.n_snapshots), desc="digit snapshots", disable=not progress, leave=False):
+        path = d / f"snap_{i:04d}.npz"
+        if not path.exists():
+            st, ham = digit_start(cfg, i)
+            smp = build_sampler(cfg.sampler, st, ham, cfg.seed * 100_003 + i)
+            smp.sweep(cfg.mcs)
+            tmp = str(path) + ".tmp.npz"
+            np.savez_compressed(tmp, sigma=smp.state.sigma, cell_type=st.cell_type, label=int(digits.target[i % len(digits.target)]))
+            os.replace(tmp, path)
+        with np.load(path) as z:
+            states.append(CPMState(Lattice(tuple(cfg.shape)), z["sigma"], z["cell_type"]))
+            labels.append(int(z["label"]))
+    return states, labels
+
+
+def digit_start(cfg: DigitsDataConfig, i: int, offset: int = 0):
+    """The random aggregate (and ground-truth Hamiltonian) of snapshot ``i``; ``offset`` shifts the seed."""
+    images = _digits().images
+    img = images[i % len(images)]
+    return cellular_digit(img, tuple(cfg.shape), cfg.n_cells, cfg.target, cfg.mu, cfg.temperature,
+                          cfg.seed * 100_003 + offset + i)
 
 
 @register("neuralcpm-digits-data", DigitsDataConfig,
           "NeuralCPM N2 data: cellular-digit snapshots (sklearn digits) and the digit classifier for CS")
 def run_digits_data(cfg: DigitsDataConfig, ctx: RunContext) -> ExperimentResult:
-    from sklearn.datasets import load_digits
-    from tqdm.auto import tqdm
-
-    digits = load_digits()
-    d = ctx.rundir.subdir("snapshots/digits")
-    states, labels = [], []
-    for i in tqdm(range(cfg.n_snapshots), desc="digit snapshots", disable=not ctx.progress, leave=False):
-        path = d / f"snap_{i:04d}.npz"
-        if not path.exists():
-            seed = cfg.seed * 100_003 + i
-            st, ham = cellular_digit(digits.images[i], tuple(cfg.shape), cfg.n_cells, cfg.target, cfg.mu,
-                                     cfg.temperature, seed)
-            smp = build_sampler(cfg.sampler, st, ham, seed)
-            smp.sweep(cfg.mcs)
-            tmp = str(path) + ".tmp.npz"
-            np.savez_compressed(tmp, sigma=smp.state.sigma, cell_type=st.cell_type, label=int(digits.target[i]))
-            os.replace(tmp, path)
-        with np.load(path) as z:
-            states.append(CPMState(Lattice(tuple(cfg.shape)), z["sigma"], z["cell_type"]))
-            labels.append(int(z["label"]))
+    states, labels = digit_snapshots(cfg, ctx.rundir, ctx.progress)
     np.savez_compressed(ctx.rundir.path / "snapshots_digits.npz", sigma=np.stack([s.sigma for s in states]),
                         cell_type=np.stack([s.cell_type for s in states]), label=np.array(labels))
     n_train = max(2, int(round(len(states) * (1 - cfg.held_out))))

@@ -1,0 +1,225 @@
+"""NeuralCPM model comparison: train the analytic and neural Hamiltonians by PCD, sample them, score them.
+
+Shared by N2 (cellular digits, :mod:`oncodyn.experiments.cpm_digits`) and N3 (bipolar axis).
+Six kinds of model (:data:`MODEL_KINDS`):
+
+- ``cellsort``: the analytic contact + volume Hamiltonian with trainable J and λ;
+- ``cellsort+potential``: the same plus a trainable external potential on type 2 (a coarse grid);
+- ``cnn``: a plain CNN on the type map; ``1nh+cnn``: one NH layer, sum over cells, a CNN;
+- ``nh``: the Neural Hamiltonian; ``nh+closure``: w₁·cellsort + w₂·NH, the analytic part started
+  from the trained ``cellsort`` model when the run has one.
+
+Analytic models train and sample with a compiled sampler of the data's kinetics
+(``analytic_sampler``; N1 showed that a fitting sampler other than the data's biases the fit). Networks train and sample with NeuralCPM's approximate parallel
+sampler; their ΔH is ``delta`` (``grad``: first order from one backward pass per batch of
+proposals, the CPU default; ``auto``: exact and local, practical on a GPU). The spec's energy
+regulariser α applies to the pure networks; models with an analytic part use α = 0 (an analytic
+energy of order 10⁴ makes α·H² dominate the gradient, see N1).
+
+Every model's training checkpoints (resumable) and its finished samples are saved in the run
+directory, so an interrupted run continues and a rerun reuses finished models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from oncodyn.config import ExperimentConfig
+from oncodyn.cpm.lattice import CPMState, Lattice
+from oncodyn.experiments.cpm_common import cached_result
+from oncodyn.experiments.registry import RunContext
+
+MODEL_KINDS = ("cellsort", "cellsort+potential", "cnn", "1nh+cnn", "nh", "nh+closure")
+ANALYTIC_KINDS = ("cellsort", "cellsort+potential")
+
+
+class ModelsConfig(ExperimentConfig):
+    """Training and sampling of the compared models.
+
+    Attributes:
+        models: kinds to train (:data:`MODEL_KINDS`), in order (``nh+closure`` starts from
+            ``cellsort`` if that comes first).
+        iterations: PCD iterations of a network; analytic_iterations: of an analytic model
+            (cheap, compiled sampler). batch: chains and data snapshots per iteration.
+        lr: Adam learning rate of the networks (the spec's). analytic_lr: of the analytic models,
+            whose raw parameters must travel several units from their start (J = λ = 1) — at
+            1e-3 Adam moves them about 1 in 1,000 steps. ema, reset_prob: PCD options. alpha: the energy regulariser of the pure networks.
+        mcs_per_iter: sampler MCS per chain per iteration. k_frac: proposals per batch of the
+            approximate sampler, as a fraction of the border sites. delta: network ΔH
+            (``grad`` | ``auto``, see the module docstring).
+        widths, pools, embed: the NH architecture (the CNN baselines use the same widths/pools).
+        analytic_sampler: ``classic`` | ``exact``: the compiled sampler of the analytic models (the
+            data's kinetics).
+        potential_grid: blocks per side of the learned potential of ``cellsort+potential``.
+        eval_samples: samples per model, each from a fresh random aggregate. eval_mcs: MCS run
+            from each start. trajectory_frames: recorded states of the first sample's run.
+    """
+
+    models: list[str] = list(MODEL_KINDS)
+    iterations: int = Field(400, ge=1)
+    analytic_iterations: int = Field(1000, ge=1)
+    batch: int = Field(8, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    analytic_lr: float = Field(1e-2, gt=0)
+    ema: float = Field(0.99, ge=0, lt=1)
+    reset_prob: float = Field(0.05, ge=0, le=1)
+    alpha: float = Field(1e-3, ge=0)
+    mcs_per_iter: float = Field(0.5, gt=0)
+    k_frac: float = Field(0.25, gt=0, le=1)
+    delta: str = "grad"
+    analytic_sampler: str = "classic"
+    widths: list[int] = [8, 16, 32, 32]
+    pools: list[int] = [2, 2, 1, 1]
+    embed: int = Field(5, ge=1)
+    potential_grid: int = Field(10, ge=1)
+    eval_samples: int = Field(16, ge=2)
+    eval_mcs: float = Field(100.0, gt=0)
+    trajectory_frames: int = Field(5, ge=2)
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if m not in MODEL_KINDS]
+        if bad or not v:
+            raise ValueError(f"unknown model(s) {bad}; choose from {', '.join(MODEL_KINDS)}")
+        return v
+
+    @field_validator("analytic_sampler")
+    @classmethod
+    def _analytic_sampler(cls, v: str) -> str:
+        if v not in ("classic", "exact"):
+            raise ValueError("must be 'classic' or 'exact' (the kinetics of the data)")
+        return v
+
+    @field_validator("delta")
+    @classmethod
+    def _delta(cls, v: str) -> str:
+        if v not in ("grad", "auto"):
+            raise ValueError("must be 'grad' (first order, fast on a CPU) or 'auto' (exact local ΔH)")
+        return v
+
+
+def build_model(kind: str, cfg: ModelsConfig, n_types: int, target: float, shape: Sequence[int],
+                warm: dict | None = None):
+    """A fresh model of ``kind`` (float32), its lattice-shape checks done before any work."""
+    from oncodyn.cpm.neural import AnalyticTorch, Closure, CNNHamiltonian, NeuralHamiltonian, NHCNNHamiltonian
+
+    arch = {"widths": cfg.widths, "pools": cfg.pools, "embed": cfg.embed}
+    if len(cfg.widths) != len(cfg.pools):
+        raise ValueError(f"widths and pools must have the same length, got {cfg.widths}, {cfg.pools}")
+    if kind == "cellsort":
+        m = AnalyticTorch(n_types, target)
+    elif kind == "cellsort+potential":
+        m = AnalyticTorch(n_types, target, potential=(cfg.potential_grid, cfg.potential_grid))
+    elif kind == "cnn":
+        m = CNNHamiltonian(n_types, **arch)
+    elif kind == "1nh+cnn":
+        m = NHCNNHamiltonian(n_types, nh_width=cfg.widths[0], nh_pool=cfg.pools[0], widths=cfg.widths[1:],
+                             pools=cfg.pools[1:], embed=cfg.embed)
+    elif kind == "nh":
+        m = NeuralHamiltonian(n_types, **arch)
+    elif kind == "nh+closure":
+        kw = {} if warm is None else {"J_init": warm["J"], "lam_init": float(warm["lam"])}
+        m = Closure(AnalyticTorch(n_types, target, **kw), NeuralHamiltonian(n_types, **arch))
+    else:
+        raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {kind!r}")
+    m._check_shape(*shape)
+    return m
+
+
+def _record(model) -> dict:
+    from oncodyn.cpm.neural import AnalyticTorch, Closure
+
+    out = {}
+    if isinstance(model, Closure):
+        out.update({"w1": float(model.w1.detach()), "w2": float(model.w2.detach())})
+        model = model.analytic
+    if isinstance(model, AnalyticTorch):
+        p = model.parameters_dict()
+        out.update({"J11": p["J"][1, 1], "J12": p["J"][1, 2], "J22": p["J"][2, 2], "J1m": p["J"][0, 1],
+                    "J2m": p["J"][0, 2], "lambda": p["lam"]})
+    return out
+
+
+def train_and_sample(kind: str, cfg: ModelsConfig, data: dict[str, np.ndarray], start: Callable[[int], CPMState],
+                     target: float, ctx: RunContext, warm: dict | None = None) -> dict[str, np.ndarray]:
+    """Train model ``kind`` on ``data`` by PCD, then sample it from ``cfg.eval_samples`` random starts.
+
+    Args:
+        data: snapshots ``{"sigma": [n, H, W], "cell_type": [n, n_cells + 1]}``.
+        start: ``start(i) -> CPMState``, the i-th random initial state of the evaluation.
+        target: V* of the analytic parts. warm: ``{"J", "lam"}`` to start a closure's analytic part.
+
+    Returns (saved as ``results/model_<kind>.npz``, reloaded on a rerun):
+        ``sigma [eval_samples, H, W]``, ``cell_type [eval_samples, n_cells + 1]``, the training
+        curves (``loss``, ``e_data``, ``e_model``, ``wall``, ``extra_*``), ``traj_sigma
+        [frames, H, W]``, ``traj_mcs [frames]``, ``sample_s`` (seconds of sampling) and, for
+        analytic parts, ``J`` and ``lam``.
+    """
+    import time
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from oncodyn.cpm.ebm import PCDOptions, PCDTrainer, advance
+    from oncodyn.cpm.neural import AnalyticTorch, Closure
+
+    shape = data["sigma"].shape[1:]
+    n_types = int(data["cell_type"].max())
+
+    def compute() -> dict[str, np.ndarray]:
+        torch.manual_seed(cfg.seed)
+        model = build_model(kind, cfg, n_types, target, shape, warm)
+        device = "cuda" if ctx.device == "cuda" else "cpu"
+        model = model.to(device)
+        analytic = kind in ANALYTIC_KINDS
+        opts = PCDOptions(iterations=cfg.analytic_iterations if analytic else cfg.iterations, batch=cfg.batch,
+                          lr=cfg.analytic_lr if analytic else cfg.lr, ema=cfg.ema, reset_prob=cfg.reset_prob,
+                          alpha=cfg.alpha if kind in ("cnn", "1nh+cnn", "nh") else 0.0,
+                          mcs_per_iter=cfg.mcs_per_iter, k_frac=cfg.k_frac, delta=cfg.delta,
+                          sampler=cfg.analytic_sampler if analytic else "approx", seed=cfg.seed)
+        trainer = PCDTrainer(model, data, opts, record=_record)
+        log = trainer.train(checkpoint=ctx.rundir.checkpoint(f"pcd_{kind}"), progress=ctx.progress,
+                            desc=f"PCD {kind}")
+        ema = trainer.ema.eval()
+        t0 = time.perf_counter()
+        samples, traj, traj_t = [], [], []
+        frames = np.linspace(0, cfg.eval_mcs, cfg.trajectory_frames)
+        for i in tqdm(range(cfg.eval_samples), desc=f"sample {kind}", disable=not ctx.progress, leave=False):
+            st = start(i)
+            seed = cfg.seed * 1_000_003 + i
+            if i == 0:  # the trajectory of the first sample, frame by frame
+                traj.append(st.sigma.copy())
+                traj_t.append(0.0)
+                for j in range(1, len(frames)):
+                    st = advance(ema, st, frames[j] - frames[j - 1], opts, seed + j)
+                    traj.append(st.sigma.copy())
+                    traj_t.append(frames[j])
+            else:
+                st = advance(ema, st, cfg.eval_mcs, opts, seed)
+            samples.append(st)
+        out = {"sigma": np.stack([s.sigma for s in samples]), "cell_type": np.stack([s.cell_type for s in samples]),
+               "traj_sigma": np.stack(traj), "traj_cell_type": samples[0].cell_type, "traj_mcs": np.array(traj_t),
+               "sample_s": np.array(time.perf_counter() - t0), **log.arrays()}
+        part = ema.analytic if isinstance(ema, Closure) else ema
+        if isinstance(part, AnalyticTorch):
+            p = part.parameters_dict()
+            out.update({"J": p["J"], "lam": np.array(p["lam"])})
+            if "phi" in p:
+                out["phi"] = p["phi"]
+        return out
+
+    return cached_result(ctx.rundir, f"model_{kind.replace('+', '_')}", compute)
+
+
+def states_of(arrays: dict[str, np.ndarray], periodic: bool = True) -> list[CPMState]:
+    """``CPMState`` list from stacked ``sigma [n, H, W]`` and ``cell_type [n, n_cells + 1]``."""
+    lat = Lattice(arrays["sigma"].shape[1:], periodic)
+    return [CPMState(lat, s.astype(np.int32), c.astype(np.int32)) for s, c in zip(arrays["sigma"], arrays["cell_type"])]
+
+
+def training_seconds(res: dict[str, np.ndarray]) -> float:
+    return float(np.sum(res["wall"]))
