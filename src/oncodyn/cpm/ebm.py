@@ -10,7 +10,9 @@ persistent Markov chains (PCD). One iteration:
    analytic model if asked); with probability ``reset_prob`` a chain first restarts from a data
    snapshot whose cell types are randomly permuted;
 2. loss = mean H(data batch) − mean H(chains) + α (mean H(data)² + mean H(chains)²) — the
-   spec's loss and regulariser; no gradient flows through the sampler;
+   spec's loss and regulariser (for a closure the regulariser acts on its network part
+   ``w2 · H_NN`` only); no gradient flows through the sampler; a non-finite loss stops the run
+   with an error;
 3. an Adam step, then an exponential moving average of the weights (decay 0.99).
 
 The model is any ``torch.nn.Module`` with ``energies(states) -> Tensor [B]`` (states: a list of
@@ -132,6 +134,14 @@ def advance(model, state: CPMState, mcs: float, opts: PCDOptions, seed: int) -> 
     return smp.state.copy()
 
 
+def _energies_and_reg(model, states):
+    """``(energies, regularised part)``: a model may regularise only part of its energy (a closure)."""
+    if hasattr(model, "energies_and_reg"):
+        return model.energies_and_reg(states)
+    e = model.energies(states)
+    return e, e
+
+
 class PCDTrainer:
     """Persistent contrastive divergence for a CPM Hamiltonian (see the module docstring).
 
@@ -179,9 +189,12 @@ class PCDTrainer:
         idx = self.rng.integers(len(self.sigma), size=o.batch)
         data = [(self.sigma[i], self.cell_type[i]) for i in idx]
         samples = [(c.sigma, c.cell_type) for c in self.chains]
-        e_d = self.model.energies(data) / o.temperature
-        e_m = self.model.energies(samples) / o.temperature
-        loss = e_d.mean() - e_m.mean() + o.alpha * ((e_d ** 2).mean() + (e_m ** 2).mean())
+        e_d, r_d = (e / o.temperature for e in _energies_and_reg(self.model, data))
+        e_m, r_m = (e / o.temperature for e in _energies_and_reg(self.model, samples))
+        loss = e_d.mean() - e_m.mean() + o.alpha * ((r_d ** 2).mean() + (r_m ** 2).mean())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"PCD diverged at iteration {self.it + 1}: loss {float(loss)} (energies of data "
+                                     f"{float(e_d.mean())}, samples {float(e_m.mean())}); raise alpha or lower lr")
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()

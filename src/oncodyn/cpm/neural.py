@@ -333,6 +333,11 @@ class _EnergyModel(nn.Module):
             return self._energy_batch(torch.stack([s for s, _ in prepped]), torch.stack([c for _, c in prepped]))
         return torch.cat([self._energy_batch(s[None], c[None]) for s, c in prepped])
 
+    def energies_and_reg(self, states: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
+        """Energies ``[B]`` and the part of them the PCD regulariser α·E² acts on (here all of it)."""
+        e = self.energies(states)
+        return e, e
+
     def delta_fn(self, state, targets, sources) -> np.ndarray:
         """ΔH of copy proposals for :class:`~oncodyn.cpm.samplers.ApproxParallelSampler` (float64 NumPy).
 
@@ -711,6 +716,16 @@ class Closure(_EnergyModel):
 
     def _energy_batch(self, sig: torch.Tensor, ct: torch.Tensor) -> torch.Tensor:
         return self.w1 * self.analytic._energy_batch(sig, ct) + self.w2 * self.network._energy_batch(sig, ct)
+
+    def energies_and_reg(self, states: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
+        """Energies and the network's share ``w2 · H_NN``: the regulariser bounds the network, not the
+        analytic energy (of order 10⁴, which α·E² would drag to 0)."""
+        prepped = [self._prep(s, c) for s, c in states]
+        if len({(tuple(s.shape), len(c)) for s, c in prepped}) != 1:
+            raise ValueError("energies_and_reg needs states of one lattice shape and cell count")
+        sig, ct = torch.stack([s for s, _ in prepped]), torch.stack([c for _, c in prepped])
+        ea, en = self.analytic._energy_batch(sig, ct), self.w2 * self.network._energy_batch(sig, ct)
+        return self.w1 * ea + en, en
 
 
 # ----------------------------------------------------------------------------- ΔH of proposals

@@ -14,4 +14,5 @@ from oncodyn.experiments import cpm_exactness  # noqa: F401
 from oncodyn.experiments import cpm_neural_fit  # noqa: F401
 from oncodyn.experiments import cpm_digits_data  # noqa: F401
 from oncodyn.experiments import cpm_digits  # noqa: F401
+from oncodyn.experiments import cpm_bipolar  # noqa: F401
 from oncodyn.experiments import cpm_bipolar_data  # noqa: F401

@@ -70,16 +70,20 @@ def _state(shape, sigma, cell_type) -> CPMState:
     return CPMState(Lattice(tuple(shape)), sigma, cell_type)
 
 
-@register("neuralcpm-bipolar-data", BipolarDataConfig,
-          "NeuralCPM N3 data: bipolar-axis snapshots (type 2 pulled to two opposite poles) and their random starts")
-def run_bipolar_data(cfg: BipolarDataConfig, ctx: RunContext) -> ExperimentResult:
+def bipolar_snapshots(cfg: BipolarDataConfig, rd: RunDir, progress: bool = True):
+    """The snapshots of ``cfg``, their random starts and poles: ``(data, starts, poles)``.
+
+    Each snapshot is saved under ``snapshots/bipolar`` as soon as it is done (resumable) and
+    stamped with the setting: a rerun with other values regenerates it instead of reusing it.
+    """
     from tqdm.auto import tqdm
 
-    d = ctx.rundir.subdir("snapshots/bipolar")
-    # a snapshot file is reused only if it was made with this setting (a rerun with other values regenerates it)
-    setting = json.dumps(cfg.model_dump(mode="json", exclude={"n_snapshots", "device"}), sort_keys=True)
+    d = rd.subdir("snapshots/bipolar")
+    setting = json.dumps(BipolarDataConfig.model_validate(
+        cfg.model_dump(include=set(BipolarDataConfig.model_fields))).model_dump(
+        mode="json", exclude={"n_snapshots", "device"}), sort_keys=True)
     data, starts, poles = [], [], []
-    for i in tqdm(range(cfg.n_snapshots), desc="bipolar snapshots", disable=not ctx.progress, leave=False):
+    for i in tqdm(range(cfg.n_snapshots), desc="bipolar snapshots", disable=not progress, leave=False):
         path = d / f"snap_{i:04d}.npz"
         if path.exists():
             with np.load(path) as z:
@@ -87,11 +91,9 @@ def run_bipolar_data(cfg: BipolarDataConfig, ctx: RunContext) -> ExperimentResul
             if stale:
                 path.unlink()
         if not path.exists():
-            seed = cfg.seed * 100_003 + i
-            st, ham = bipolar_axis(tuple(cfg.shape), cfg.n_cells, cfg.target, cfg.mu, cfg.temperature, cfg.lam,
-                                   cfg.pole_distance, seed)
+            st, ham = bipolar_start(cfg, i)
             sigma0 = st.sigma.copy()
-            smp = build_sampler(cfg.sampler, st, ham, seed)
+            smp = build_sampler(cfg.sampler, st, ham, cfg.seed * 100_003 + i)
             smp.sweep(cfg.mcs)
             tmp = str(path) + ".tmp.npz"
             np.savez_compressed(tmp, sigma=smp.state.sigma, sigma_start=sigma0, cell_type=bipolar_types(st.cell_type),
@@ -101,6 +103,19 @@ def run_bipolar_data(cfg: BipolarDataConfig, ctx: RunContext) -> ExperimentResul
             data.append(_state(cfg.shape, z["sigma"], z["cell_type"]))
             starts.append(_state(cfg.shape, z["sigma_start"], z["cell_type"]))
             poles.append(z["poles"])
+    return data, starts, poles
+
+
+def bipolar_start(cfg: BipolarDataConfig, i: int, offset: int = 0):
+    """The random cluster and ground-truth Hamiltonian of snapshot ``i`` (generator types 1, 2, 3)."""
+    return bipolar_axis(tuple(cfg.shape), cfg.n_cells, cfg.target, cfg.mu, cfg.temperature, cfg.lam,
+                        cfg.pole_distance, cfg.seed * 100_003 + offset + i)
+
+
+@register("neuralcpm-bipolar-data", BipolarDataConfig,
+          "NeuralCPM N3 data: bipolar-axis snapshots (type 2 pulled to two opposite poles) and their random starts")
+def run_bipolar_data(cfg: BipolarDataConfig, ctx: RunContext) -> ExperimentResult:
+    data, starts, poles = bipolar_snapshots(cfg, ctx.rundir, ctx.progress)
     np.savez_compressed(ctx.rundir.path / "snapshots_bipolar.npz", sigma=np.stack([s.sigma for s in data]),
                         cell_type=np.stack([s.cell_type for s in data]),
                         sigma_start=np.stack([s.sigma for s in starts]), poles=np.stack(poles))

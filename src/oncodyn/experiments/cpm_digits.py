@@ -20,8 +20,8 @@ from pydantic import Field
 
 from oncodyn.cpm.sample_metrics import DigitClassifier, classifier_score, f_frag, f_vol, volume_range
 from oncodyn.experiments.cpm_digits_data import DigitsDataConfig, digit_snapshots, digit_start
-from oncodyn.experiments.cpm_neural_models import (ModelsConfig, states_of, train_and_sample,
-                                                   training_seconds)
+from oncodyn.experiments.cpm_neural_models import (ModelsConfig, figure_arrays, plot_models, states_of,
+                                                   train_and_sample, training_seconds)
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, plotter, register
 from oncodyn.io.rundir import RunDir
 
@@ -63,11 +63,7 @@ def run_digits(cfg: DigitsModelsConfig, ctx: RunContext) -> ExperimentResult:
         rows.append([kind, f"{pub[0]:.2f} / {pub[1]:.2f} / {pub[2]:.2f}", f"{fv:.2f}", f"{ff:.2f}", f"{cs:.2f}",
                      f"{training_seconds(res):.0f} s", f"{float(res['sample_s']):.0f} s"])
         metrics[f"{kind}_f_vol"], metrics[f"{kind}_f_frag"], metrics[f"{kind}_cs"] = fv, ff, cs
-        key = kind.replace("+", "_")
-        arrays.update({f"{key}_sigma": res["sigma"][:4], f"{key}_cell_type": res["cell_type"][:4],
-                       f"{key}_traj": res["traj_sigma"], f"{key}_traj_ct": res["traj_cell_type"],
-                       f"{key}_traj_mcs": res["traj_mcs"], f"{key}_loss": res["loss"],
-                       f"{key}_e_data": res["e_data"], f"{key}_e_model": res["e_model"]})
+        arrays.update(figure_arrays(kind, res))
     arrays["models"] = np.array([k.replace("+", "_") for k in cfg.models])
     ctx.rundir.write_arrays("n2.npz", arrays)
     table = Comparison(
@@ -85,23 +81,7 @@ def run_digits(cfg: DigitsModelsConfig, ctx: RunContext) -> ExperimentResult:
 
 
 def plot_digits(rd: RunDir) -> list:
-    from oncodyn.viz.cpm import lattice_figure, observables_figure
-
-    a = rd.read_arrays("n2.npz")
-    models = [str(m) for m in a["models"]]
-    panels = {f"{m} #{j}": (a[f"{m}_sigma"][j], a[f"{m}_cell_type"][j]) for m in models
-              for j in range(min(3, len(a[f"{m}_sigma"])))}
-    out = [lattice_figure(rd.figures / "samples.png", panels, title="N2 samples from random aggregates, per model")]
-    traj = {f"{m} at {t:g} MCS": (s, a[f"{m}_traj_ct"]) for m in models
-            for s, t in zip(a[f"{m}_traj"], a[f"{m}_traj_mcs"])}
-    out.append(lattice_figure(rd.figures / "trajectories.png", traj, title="N2 trajectories from a random aggregate"))
-    for m in models:
-        it = np.arange(1, len(a[f"{m}_loss"]) + 1)
-        out.append(observables_figure(rd.figures / f"training_{m}.png", it,
-                                      {"loss": {m: a[f"{m}_loss"]},
-                                       "energy / T": {"data": a[f"{m}_e_data"], "samples": a[f"{m}_e_model"]}},
-                                      xlabel="iteration", title=f"N2 {m}: PCD training"))
-    return out
+    return plot_models(rd, "n2.npz", "N2", "random aggregates")
 
 
 plotter("neuralcpm-digits")(plot_digits)

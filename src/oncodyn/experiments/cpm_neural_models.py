@@ -13,8 +13,11 @@ Analytic models train and sample with a compiled sampler of the data's kinetics
 (``analytic_sampler``; N1 showed that a fitting sampler other than the data's biases the fit). Networks train and sample with NeuralCPM's approximate parallel
 sampler; their ΔH is ``delta`` (``grad``: first order from one backward pass per batch of
 proposals, the CPU default; ``auto``: exact and local, practical on a GPU). The spec's energy
-regulariser α applies to the pure networks; models with an analytic part use α = 0 (an analytic
-energy of order 10⁴ makes α·H² dominate the gradient, see N1).
+regulariser α bounds the networks (in a closure, its network part only); the analytic models use
+α = 0 (an analytic energy of order 10⁴ makes α·H² dominate the gradient, see N1). Without it a
+closure's network diverges (energies past 10²⁰ within 60 iterations); with α = 10⁻³ a plain CNN
+separates data (H ≈ −400) from its chains (H ≈ +500), which then cannot reach the data — the
+default α = 10⁻² keeps the networks' energies within tens.
 
 Every model's training checkpoints (resumable) and its finished samples are saved in the run
 directory, so an interrupted run continues and a rerun reuses finished models.
@@ -44,10 +47,12 @@ class ModelsConfig(ExperimentConfig):
             ``cellsort`` if that comes first).
         iterations: PCD iterations of a network; analytic_iterations: of an analytic model
             (cheap, compiled sampler). batch: chains and data snapshots per iteration.
+        alpha: the energy regulariser of the networks (the spec gives no value; see above).
         lr: Adam learning rate of the networks (the spec's). analytic_lr: of the analytic models,
             whose raw parameters must travel several units from their start (J = λ = 1) — at
-            1e-3 Adam moves them about 1 in 1,000 steps. ema, reset_prob: PCD options. alpha: the energy regulariser of the pure networks.
-        mcs_per_iter: sampler MCS per chain per iteration. k_frac: proposals per batch of the
+            1e-3 Adam moves them about 1 in 1,000 steps. ema, reset_prob: PCD options.
+        mcs_per_iter, analytic_mcs_per_iter: sampler MCS per chain per iteration (networks,
+            analytic models; the compiled samplers afford more mixing). k_frac: proposals per batch of the
             approximate sampler, as a fraction of the border sites. delta: network ΔH
             (``grad`` | ``auto``, see the module docstring).
         widths, pools, embed: the NH architecture (the CNN baselines use the same widths/pools).
@@ -59,16 +64,17 @@ class ModelsConfig(ExperimentConfig):
     """
 
     models: list[str] = list(MODEL_KINDS)
-    iterations: int = Field(400, ge=1)
+    iterations: int = Field(200, ge=1)
     analytic_iterations: int = Field(1000, ge=1)
     batch: int = Field(8, ge=1)
     lr: float = Field(1e-3, gt=0)
     analytic_lr: float = Field(1e-2, gt=0)
     ema: float = Field(0.99, ge=0, lt=1)
-    reset_prob: float = Field(0.05, ge=0, le=1)
-    alpha: float = Field(1e-3, ge=0)
+    reset_prob: float = Field(0.01, ge=0, le=1)
+    alpha: float = Field(1e-2, ge=0)
     mcs_per_iter: float = Field(0.5, gt=0)
-    k_frac: float = Field(0.25, gt=0, le=1)
+    analytic_mcs_per_iter: float = Field(20.0, gt=0)
+    k_frac: float = Field(0.2, gt=0, le=1)
     delta: str = "grad"
     analytic_sampler: str = "classic"
     widths: list[int] = [8, 16, 32, 32]
@@ -178,8 +184,8 @@ def train_and_sample(kind: str, cfg: ModelsConfig, data: dict[str, np.ndarray], 
         analytic = kind in ANALYTIC_KINDS
         opts = PCDOptions(iterations=cfg.analytic_iterations if analytic else cfg.iterations, batch=cfg.batch,
                           lr=cfg.analytic_lr if analytic else cfg.lr, ema=cfg.ema, reset_prob=cfg.reset_prob,
-                          alpha=cfg.alpha if kind in ("cnn", "1nh+cnn", "nh") else 0.0,
-                          mcs_per_iter=cfg.mcs_per_iter, k_frac=cfg.k_frac, delta=cfg.delta,
+                          alpha=0.0 if analytic else cfg.alpha,
+                          mcs_per_iter=cfg.analytic_mcs_per_iter if analytic else cfg.mcs_per_iter, k_frac=cfg.k_frac, delta=cfg.delta,
                           sampler=cfg.analytic_sampler if analytic else "approx", seed=cfg.seed)
         trainer = PCDTrainer(model, data, opts, record=_record)
         log = trainer.train(checkpoint=ctx.rundir.checkpoint(f"pcd_{kind}"), progress=ctx.progress,
@@ -223,3 +229,34 @@ def states_of(arrays: dict[str, np.ndarray], periodic: bool = True) -> list[CPMS
 
 def training_seconds(res: dict[str, np.ndarray]) -> float:
     return float(np.sum(res["wall"]))
+
+
+def figure_arrays(kind: str, res: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What the figures of a model need from its results (a few samples, the trajectory, the curves)."""
+    key = kind.replace("+", "_")
+    return {f"{key}_sigma": res["sigma"][:4], f"{key}_cell_type": res["cell_type"][:4],
+            f"{key}_traj": res["traj_sigma"], f"{key}_traj_ct": res["traj_cell_type"],
+            f"{key}_traj_mcs": res["traj_mcs"], f"{key}_loss": res["loss"],
+            f"{key}_e_data": res["e_data"], f"{key}_e_model": res["e_model"]}
+
+
+def plot_models(rd, arrays_name: str, label: str, start_name: str, panels: dict | None = None) -> list:
+    """Figures of a model comparison: samples per model (after ``panels``), trajectories, training curves."""
+    from oncodyn.viz.cpm import lattice_figure, observables_figure
+
+    a = rd.read_arrays(arrays_name)
+    models = [str(m) for m in a["models"]]
+    panels = dict(panels or {})
+    panels.update({f"{m} #{j}": (a[f"{m}_sigma"][j], a[f"{m}_cell_type"][j]) for m in models
+                   for j in range(min(3, len(a[f"{m}_sigma"])))})
+    out = [lattice_figure(rd.figures / "samples.png", panels, title=f"{label} samples from {start_name}, per model")]
+    traj = {f"{m} at {t:g} MCS": (s, a[f"{m}_traj_ct"]) for m in models
+            for s, t in zip(a[f"{m}_traj"], a[f"{m}_traj_mcs"])}
+    out.append(lattice_figure(rd.figures / "trajectories.png", traj, title=f"{label} trajectories from {start_name}"))
+    for m in models:
+        it = np.arange(1, len(a[f"{m}_loss"]) + 1)
+        out.append(observables_figure(rd.figures / f"training_{m}.png", it,
+                                      {"loss": {m: a[f"{m}_loss"]},
+                                       "energy / T": {"data": a[f"{m}_e_data"], "samples": a[f"{m}_e_model"]}},
+                                      xlabel="iteration", title=f"{label} {m}: PCD training"))
+    return out
