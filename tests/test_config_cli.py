@@ -65,3 +65,11 @@ def test_shipped_yaml_equals_defaults(name):
     cfg = load_config(exp.config, path)
     assert cfg == exp.config()
     assert set(yaml.safe_load(path.read_text())) == set(exp.config.model_fields)
+
+
+def test_rerun_into_a_directory_with_results_of_another_config_is_refused(tmp_path):
+    out = tmp_path / "run"
+    (out / "results").mkdir(parents=True)
+    (out / "results" / "seed_0.npz").write_bytes(b"x")
+    (out / "config.yaml").write_text("seed: 0\nsomething: else\n")
+    assert cli.main(["run", "cpm-exactness", "--quick", "--quiet", "--out", str(out)]) != 0

@@ -42,9 +42,9 @@ def _cmd_run(args) -> int:
     out = Path(args.out or f"runs/{args.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     text = dump_config(cfg)
     old = out / "config.yaml"
-    if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()) and old.exists() \
-            and old.read_text() != text:
-        raise ConfigError(f"{out} holds checkpoints of a run with a different configuration; "
+    kept = [d for d in ("checkpoints", "results", "snapshots") if (out / d).is_dir() and any((out / d).iterdir())]
+    if kept and old.exists() and old.read_text() != text:
+        raise ConfigError(f"{out} holds {' and '.join(kept)} of a run with a different configuration; "
                           "resume with the same settings or choose another --out")
     rd = RunDir(out)
     rd.write_config(text)

@@ -96,3 +96,32 @@ def test_pcd_runs_with_a_neural_closure(data, tmp_path):
     changed = [not torch.equal(b, p.detach()) for b, p in zip(before, model.parameters())]
     assert all(changed)
     assert (tmp_path / "nn.pt").exists()
+
+
+def test_closure_regulariser_acts_on_the_network_only(data):
+    from oncodyn.cpm.neural import Closure, NeuralHamiltonian
+
+    torch.manual_seed(0)
+    small = [(np.pad(s, 6, mode="wrap"), c) for s, c in zip(data["sigma"][:3], data["cell_type"][:3])]
+    a, n = AnalyticTorch(2, V_TARGET), NeuralHamiltonian(2, widths=(4, 8), pools=(3, 2), embed=3)
+    c = Closure(a, n, w1=0.5, w2=2.0)
+    e, r = c.energies_and_reg(small)
+    torch.testing.assert_close(e, c.energies(small))
+    torch.testing.assert_close(r, 2.0 * n.energies(small))
+    e_a, r_a = a.energies_and_reg(small)
+    torch.testing.assert_close(e_a, r_a)
+
+
+def test_divergence_stops_with_a_clear_error(data, monkeypatch):
+    model = AnalyticTorch(2, V_TARGET)
+    tr = PCDTrainer(model, data, PCDOptions(iterations=2, batch=2, mcs_per_iter=0.1, sampler="classic"))
+    monkeypatch.setattr(model, "energies_and_reg",
+                        lambda states: (model.energies(states) * float("inf"),) * 2)
+    with pytest.raises(FloatingPointError, match="diverged at iteration 1"):
+        tr.step()
+
+
+def test_classic_sampler_option_runs(data):
+    model = AnalyticTorch(2, V_TARGET)
+    tr = PCDTrainer(model, data, PCDOptions(iterations=2, batch=2, mcs_per_iter=1.0, sampler="classic", alpha=0.0))
+    assert np.isfinite(tr.step())

@@ -255,7 +255,10 @@ class ApproxParallelSampler(_Engine):
         k: proposals per step (distinct border sites).
         delta_fn: ``delta_fn(state, targets [k], sources [k]) -> ΔH [k]`` against the current
             state; default: the analytic Hamiltonian's local ΔH (compiled, batched).
-        k_frac: if given, k = max(1, k_frac × the initial number of border sites) instead of ``k``.
+        k_frac: if given, k = max(1, k_frac × the number of border sites) instead of ``k``: with
+            ``delta_fn``, recomputed at every step from the current border (a state that
+            fragments grows its border, and a fixed k would then need ever more steps per MCS);
+            for the compiled analytic path, fixed from the initial border.
     """
 
     def __init__(self, state: CPMState, hamiltonian: Hamiltonian, seed: int = 0, k: int = 100,
@@ -267,11 +270,13 @@ class ApproxParallelSampler(_Engine):
         if k_frac is not None:
             k = max(1, int(k_frac * int(self.nborder[0])))
         self.k, self.delta_fn = int(k), delta_fn
+        self.k_frac = k_frac if delta_fn is not None else None  # adaptive k (see the docstring)
+        cap = self.n_sites if self.k_frac is not None else self.k
         self.mark = np.zeros(self.n_sites, np.int64)
-        self.targets = np.zeros(self.k, np.int64)
-        self.sources = np.zeros(self.k, np.int64)
-        self.new_ids = np.zeros(self.k, np.int32)
-        self.dh = np.zeros(self.k)
+        self.targets = np.zeros(cap, np.int64)
+        self.sources = np.zeros(cap, np.int64)
+        self.new_ids = np.zeros(cap, np.int32)
+        self.dh = np.zeros(cap)
 
     def propose(self) -> int:
         """Fill ``targets``/``sources``/``new_ids`` with up to k proposals; returns how many."""
@@ -292,6 +297,8 @@ class ApproxParallelSampler(_Engine):
     def step_once(self) -> int:
         """One batch: propose, evaluate, accept independently, apply; returns copies applied."""
         nb = max(int(self.nborder[0]), 1)
+        if self.k_frac is not None:
+            self.k = max(1, min(int(self.k_frac * nb), self.n_sites))
         n = self.propose()
         if n == 0:
             return 0

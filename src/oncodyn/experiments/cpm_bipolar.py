@@ -24,8 +24,8 @@ from oncodyn.cpm.observables import fragmented_cells
 from oncodyn.cpm.sample_metrics import f_frag, f_vol, mean_bipolar_ratio, volume_range
 from oncodyn.cpm.scenarios import bipolar_types
 from oncodyn.experiments.cpm_bipolar_data import BipolarDataConfig, bipolar_snapshots, bipolar_start
-from oncodyn.experiments.cpm_neural_models import (ModelsConfig, figure_arrays, plot_models, states_of,
-                                                   train_and_sample, training_seconds)
+from oncodyn.experiments.cpm_neural_models import (ModelsConfig, figure_arrays, ground_truth_samples, plot_models,
+                                                   states_of, train_and_sample, training_seconds)
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, plotter, register
 from oncodyn.io.rundir import RunDir
 
@@ -64,8 +64,11 @@ def run_bipolar(cfg: BipolarModelsConfig, ctx: RunContext) -> ExperimentResult:
         return [label, published, f"{mean_bipolar_ratio(states):.2f}", f"{f_vol(states, vr):.2f}",
                 f"{f_frag(states):.2f}", f"{np.mean([fragmented_cells(s) for s in states]):.2f}", *extra]
 
-    rows = [row("data (snapshots)", "bipolar", data_states), row("random starts (0 MCS)", "-", eval_starts)]
-    metrics = {"ratio_data": mean_bipolar_ratio(data_states), "ratio_start": mean_bipolar_ratio(eval_starts)}
+    truth = ground_truth_samples(cfg, lambda i: bipolar_start(cfg, i, offset=50_000), cfg.sampler, ctx, bipolar_types)
+    rows = [row("data (snapshots)", "bipolar", data_states), row("random starts (0 MCS)", "-", eval_starts),
+            row("ground truth H, sampled like the models", "-", truth)]
+    metrics = {"ratio_data": mean_bipolar_ratio(data_states), "ratio_start": mean_bipolar_ratio(eval_starts),
+               "ratio_truth": mean_bipolar_ratio(truth)}
     arrays, warm = {}, None
     for kind in cfg.models:
         res = train_and_sample(kind, cfg, data, start, cfg.target, ctx, warm)
@@ -88,7 +91,8 @@ def run_bipolar(cfg: BipolarModelsConfig, ctx: RunContext) -> ExperimentResult:
         columns=["model", "published", "variance ratio", "f_vol", "f_frag", "fragmented cells / state", "training",
                  "sampling"], rows=rows,
         note="Variance ratio (bipolar_ratio): variance of the type-2 sites along their principal axis over that of "
-             "all cell sites, mean over samples — the data's value is the target, the random starts' the baseline. "
+             "all cell sites, mean over samples — the data's value is the target, the random starts' the baseline, and the ground-truth row (the data's own "
+             "Hamiltonian and kinetics from the same starts for the same MCS) what this sampling length allows. "
              f"Networks sample with the approximate parallel sampler (k = {cfg.k_frac:g} of the border sites per "
              f"batch) and ΔH '{cfg.delta}'. Reduced: iterations, sampling length and (by default) the network widths.")
     return ExperimentResult(metrics=metrics, tables=[table])

@@ -260,3 +260,24 @@ def plot_models(rd, arrays_name: str, label: str, start_name: str, panels: dict 
                                        "energy / T": {"data": a[f"{m}_e_data"], "samples": a[f"{m}_e_model"]}},
                                       xlabel="iteration", title=f"{label} {m}: PCD training"))
     return out
+
+
+def ground_truth_samples(cfg: ModelsConfig, make: Callable[[int], tuple], sampler: str, ctx: RunContext,
+                         types: Callable[[np.ndarray], np.ndarray] = lambda t: t) -> list[CPMState]:
+    """The data's own Hamiltonian sampled like the models: ``eval_mcs`` MCS of the data's kinetics from
+    each evaluation start (``make(i) -> (state, hamiltonian)``); what the protocol lets any model reach.
+
+    ``types`` maps the generator's cell types to the snapshots' (e.g. the bipolar pole groups → 2).
+    """
+    from oncodyn.experiments.cpm_common import build_sampler
+
+    def compute() -> dict[str, np.ndarray]:
+        out = []
+        for i in range(cfg.eval_samples):
+            st, ham = make(i)
+            smp = build_sampler(sampler, st, ham, cfg.seed * 1_000_003 + i)
+            smp.sweep(cfg.eval_mcs)
+            out.append(CPMState(st.lattice, smp.state.sigma.copy(), types(st.cell_type)))
+        return {"sigma": np.stack([s.sigma for s in out]), "cell_type": np.stack([s.cell_type for s in out])}
+
+    return states_of(cached_result(ctx.rundir, "ground_truth", compute))

@@ -1,0 +1,45 @@
+"""The NeuralCPM model comparison (N2/N3): model construction, config errors, training-and-sampling results."""
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from oncodyn.cpm.neural import AnalyticTorch, Closure, CNNHamiltonian, NeuralHamiltonian, NHCNNHamiltonian
+from oncodyn.experiments.cpm_bipolar import BipolarModelsConfig
+from oncodyn.experiments.cpm_digits import DigitsModelsConfig
+from oncodyn.experiments.cpm_neural_models import MODEL_KINDS, ModelsConfig, build_model
+
+
+@pytest.mark.parametrize("kind,cls", [("cellsort", AnalyticTorch), ("cellsort+potential", AnalyticTorch),
+                                      ("cnn", CNNHamiltonian), ("1nh+cnn", NHCNNHamiltonian),
+                                      ("nh", NeuralHamiltonian), ("nh+closure", Closure)])
+def test_build_model_kinds(kind, cls):
+    cfg = ModelsConfig(widths=[4, 4], pools=[2, 2], embed=5, potential_grid=5)
+    m = build_model(kind, cfg, 2, 100.0, (40, 40))
+    assert isinstance(m, cls)
+    assert (getattr(m, "phi", None) is not None) == (kind == "cellsort+potential")
+    if kind == "nh+closure":
+        warm = {"J": np.full((3, 3), 2.0), "lam": 0.3}
+        c = build_model(kind, cfg, 2, 100.0, (40, 40), warm)
+        p = c.analytic.parameters_dict()
+        assert abs(p["lam"] - 0.3) < 1e-5 and abs(p["J"][1, 2] - 2.0) < 1e-5
+
+
+def test_bad_settings_fail_before_work():
+    with pytest.raises(ValidationError, match="unknown model"):
+        ModelsConfig(models=["nh", "transformer"])
+    with pytest.raises(ValidationError, match="grad"):
+        ModelsConfig(delta="exactish")
+    with pytest.raises(ValidationError, match="classic"):
+        ModelsConfig(analytic_sampler="approx")
+    with pytest.raises(ValueError, match="multiples of the total stride"):
+        build_model("nh", ModelsConfig(), 2, 100.0, (90, 90))
+    with pytest.raises(ValueError, match="same length"):
+        build_model("nh", ModelsConfig(widths=[4, 4], pools=[2]), 2, 100.0, (40, 40))
+    assert set(ModelsConfig().models) == set(MODEL_KINDS)
+
+
+def test_default_architectures_fit_the_default_lattices():
+    for cfg in (DigitsModelsConfig(), BipolarModelsConfig()):
+        for kind in cfg.models:
+            build_model(kind, cfg, 2, cfg.target, cfg.shape)
