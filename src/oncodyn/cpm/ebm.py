@@ -47,7 +47,9 @@ class PCDOptions:
             restarts from a type-permuted data snapshot. temperature: T of p ∝ exp(−H/T).
         sampler: ``approx`` (NeuralCPM); analytic models only: ``exact`` (Metropolis–Hastings, exactly
             Boltzmann) or ``classic`` (the classic CPM acceptance) — PCD's fixed point is unbiased
-            only when the chains run the kinetics that made the data.
+            only when the chains run the kinetics that made the data; closures only: ``block``
+            (:class:`~oncodyn.cpm.block_sampler.BlockSampler`: blocks of ``block_mcs`` MCS of the
+            compiled analytic part with ``block_kinetics``, each accepted by the network).
         delta: ΔH of the proposals for a network (see :func:`oncodyn.cpm.neural.make_delta_fn`):
             ``auto`` (exact, local where the architecture allows it), ``grad`` (first order, one
             backward pass per batch of proposals: the CPU default of the NeuralCPM experiments).
@@ -65,6 +67,8 @@ class PCDOptions:
     temperature: float = 1.0
     sampler: str = "approx"
     delta: str = "auto"
+    block_mcs: float = 1.0
+    block_kinetics: str = "classic"
     checkpoint_every: int = 50
     seed: int = 0
 
@@ -77,8 +81,10 @@ class PCDOptions:
                 raise ValueError(f"PCDOptions.{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.ema < 1 or not 0 <= self.reset_prob <= 1 or self.alpha < 0:
             raise ValueError("PCDOptions: ema must be in [0, 1), reset_prob in [0, 1], alpha >= 0")
-        if self.sampler not in ("approx", "exact", "classic"):
-            raise ValueError(f"PCDOptions.sampler must be 'approx', 'exact' or 'classic', got {self.sampler!r}")
+        if self.sampler not in ("approx", "exact", "classic", "block"):
+            raise ValueError(f"PCDOptions.sampler must be 'approx', 'exact', 'classic' or 'block', got {self.sampler!r}")
+        if not self.block_mcs > 0 or self.block_kinetics not in ("classic", "exact"):
+            raise ValueError("PCDOptions: block_mcs must be > 0 and block_kinetics 'classic' or 'exact'")
         if self.delta not in ("auto", "local", "full", "grad"):
             raise ValueError(f"PCDOptions.delta must be one of auto, local, full, grad, got {self.delta!r}")
 
@@ -117,6 +123,8 @@ def advance(model, state: CPMState, mcs: float, opts: PCDOptions, seed: int) -> 
 
     from oncodyn.cpm.neural import make_delta_fn
 
+    if opts.sampler == "block":
+        return _advance_block(model, state, mcs, opts, seed)
     if hasattr(model, "to_hamiltonian"):
         ham = model.to_hamiltonian(opts.temperature, shape=state.sigma.shape)
         if opts.sampler in ("exact", "classic"):
@@ -132,6 +140,28 @@ def advance(model, state: CPMState, mcs: float, opts: PCDOptions, seed: int) -> 
     with torch.no_grad():
         smp.sweep(mcs)
     return smp.state.copy()
+
+
+def _advance_block(model, state: CPMState, mcs: float, opts: PCDOptions, seed: int) -> CPMState:
+    """A closure's chain by the delayed-acceptance block sampler (``opts.sampler == "block"``)."""
+    import torch
+
+    from oncodyn.cpm.block_sampler import BlockSampler
+    from oncodyn.cpm.neural import Closure
+
+    if not isinstance(model, Closure):
+        raise ValueError(f"sampler 'block' needs a Closure (analytic + network), got {type(model).__name__}")
+    w1, w2 = float(model.w1.detach()), float(model.w2.detach())
+    if not w1 > 0:
+        raise ValueError(f"sampler 'block' needs the closure's analytic weight w1 > 0, got {w1}")
+    ham = model.analytic.to_hamiltonian(opts.temperature / w1, shape=state.sigma.shape)
+
+    def correction(st: CPMState) -> float:  # w2·H_NN in units of H_a (the block sampler's temperature T / w1)
+        with torch.no_grad():
+            return w2 * float(model.network(st.sigma, st.cell_type)) / w1
+
+    smp = BlockSampler(state, ham, correction, opts.block_mcs, opts.block_kinetics, seed)
+    return smp.sweep(mcs).copy()
 
 
 def _energies_and_reg(model, states):

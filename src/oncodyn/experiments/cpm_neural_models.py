@@ -58,6 +58,11 @@ class ModelsConfig(ExperimentConfig):
         widths, pools, embed: the NH architecture (the CNN baselines use the same widths/pools).
         analytic_sampler: ``classic`` | ``exact``: the compiled sampler of the analytic models (the
             data's kinetics).
+        closure_sampler: ``block`` (the closure's chains run blocks of ``block_mcs`` MCS of its
+            compiled analytic part with ``analytic_sampler`` kinetics, each accepted by the
+            network: one forward pass per block, see :mod:`oncodyn.cpm.block_sampler`) or
+            ``approx`` (the approximate sampler with ΔH ``delta`` for every proposal).
+            closure_mcs_per_iter: MCS per chain per iteration with the block sampler.
         potential_grid: blocks per side of the learned potential of ``cellsort+potential``.
         eval_samples: samples per model, each from a fresh random aggregate. eval_mcs: MCS run
             from each start. trajectory_frames: recorded states of the first sample's run.
@@ -77,6 +82,9 @@ class ModelsConfig(ExperimentConfig):
     k_frac: float = Field(0.2, gt=0, le=1)
     delta: str = "grad"
     analytic_sampler: str = "classic"
+    closure_sampler: str = "block"
+    block_mcs: float = Field(2.0, gt=0)
+    closure_mcs_per_iter: float = Field(10.0, gt=0)
     widths: list[int] = [8, 16, 32, 32]
     pools: list[int] = [2, 2, 1, 1]
     embed: int = Field(5, ge=1)
@@ -98,6 +106,13 @@ class ModelsConfig(ExperimentConfig):
     def _analytic_sampler(cls, v: str) -> str:
         if v not in ("classic", "exact"):
             raise ValueError("must be 'classic' or 'exact' (the kinetics of the data)")
+        return v
+
+    @field_validator("closure_sampler")
+    @classmethod
+    def _closure_sampler(cls, v: str) -> str:
+        if v not in ("block", "approx"):
+            raise ValueError("must be 'block' (analytic blocks accepted by the network) or 'approx'")
         return v
 
     @field_validator("delta")
@@ -182,11 +197,15 @@ def train_and_sample(kind: str, cfg: ModelsConfig, data: dict[str, np.ndarray], 
         device = "cuda" if ctx.device == "cuda" else "cpu"
         model = model.to(device)
         analytic = kind in ANALYTIC_KINDS
+        block = kind == "nh+closure" and cfg.closure_sampler == "block"
+        if analytic:
+            sampler, mcs = cfg.analytic_sampler, cfg.analytic_mcs_per_iter
+        else:
+            sampler, mcs = ("block", cfg.closure_mcs_per_iter) if block else ("approx", cfg.mcs_per_iter)
         opts = PCDOptions(iterations=cfg.analytic_iterations if analytic else cfg.iterations, batch=cfg.batch,
                           lr=cfg.analytic_lr if analytic else cfg.lr, ema=cfg.ema, reset_prob=cfg.reset_prob,
-                          alpha=0.0 if analytic else cfg.alpha,
-                          mcs_per_iter=cfg.analytic_mcs_per_iter if analytic else cfg.mcs_per_iter, k_frac=cfg.k_frac, delta=cfg.delta,
-                          sampler=cfg.analytic_sampler if analytic else "approx", seed=cfg.seed)
+                          alpha=0.0 if analytic else cfg.alpha, mcs_per_iter=mcs, k_frac=cfg.k_frac, delta=cfg.delta,
+                          sampler=sampler, block_mcs=cfg.block_mcs, block_kinetics=cfg.analytic_sampler, seed=cfg.seed)
         trainer = PCDTrainer(model, data, opts, record=_record)
         log = trainer.train(checkpoint=ctx.rundir.checkpoint(f"pcd_{kind}"), progress=ctx.progress,
                             desc=f"PCD {kind}")
