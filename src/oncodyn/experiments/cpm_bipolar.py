@@ -7,7 +7,7 @@ on a random axis in each snapshot, so no fixed energy of cell types and position
 Ours: the snapshots of :mod:`oncodyn.experiments.cpm_bipolar_data` (regenerated into this run);
 the analytic baselines (cellsort; cellsort + a learned potential) and the NH + closure trained by
 PCD (:mod:`oncodyn.experiments.cpm_neural_models`); samples from fresh random clusters after
-``eval_mcs`` MCS, scored by the variance ratio (:func:`oncodyn.cpm.sample_metrics.bipolar_ratio`:
+``eval_mcs`` MCS (1,000; the data ran 5,000), scored by the variance ratio (:func:`oncodyn.cpm.sample_metrics.bipolar_ratio`:
 > 1 when type 2 sits at both ends of its axis, about 1.15 for random types at this size), f_vol
 and f_frag. The network is the spec's ``bipolar`` architecture (embed 5, pools 2, 1, 2, 1, 2, 1)
 at half its widths by default (8, 16, 16, 32, 32, 32 instead of 16, 32, 32, 64, 64, 64), which
@@ -43,7 +43,8 @@ class BipolarModelsConfig(BipolarDataConfig, ModelsConfig):
 
     presets = {"quick": {"n_snapshots": 6, "shape": [80, 80], "n_cells": 12, "mcs": 1000.0, "iterations": 3,
                          "analytic_iterations": 6, "batch": 2, "widths": [4, 4, 4, 4, 4, 4], "eval_samples": 3,
-                         "eval_mcs": 2.0, "trajectory_frames": 3, "potential_grid": 4}}
+                         "eval_mcs": 2.0, "network_eval_mcs": 2.0, "trajectory_frames": 3,
+                         "potential_grid": 4}}
 
 
 @register("neuralcpm-bipolar", BipolarModelsConfig,
@@ -60,13 +61,13 @@ def run_bipolar(cfg: BipolarModelsConfig, ctx: RunContext) -> ExperimentResult:
 
     eval_starts = [start(i) for i in range(cfg.eval_samples)]
 
-    def row(label, published, states, extra=("-", "-")):
-        return [label, published, f"{mean_bipolar_ratio(states):.2f}", f"{f_vol(states, vr):.2f}",
+    def row(label, published, states, mcs, extra=("-", "-")):
+        return [label, published, f"{mcs:g}", f"{mean_bipolar_ratio(states):.2f}", f"{f_vol(states, vr):.2f}",
                 f"{f_frag(states):.2f}", f"{np.mean([fragmented_cells(s) for s in states]):.2f}", *extra]
 
     truth = ground_truth_samples(cfg, lambda i: bipolar_start(cfg, i, offset=50_000), cfg.sampler, ctx, bipolar_types)
-    rows = [row("data (snapshots)", "bipolar", data_states), row("random starts (0 MCS)", "-", eval_starts),
-            row("ground truth H, sampled like the models", "-", truth)]
+    rows = [row("data (snapshots)", "bipolar", data_states, cfg.mcs), row("random starts", "-", eval_starts, 0),
+            row("ground truth H, sampled like the models", "-", truth, cfg.eval_mcs)]
     metrics = {"ratio_data": mean_bipolar_ratio(data_states), "ratio_start": mean_bipolar_ratio(eval_starts),
                "ratio_truth": mean_bipolar_ratio(truth)}
     arrays, warm = {}, None
@@ -75,7 +76,7 @@ def run_bipolar(cfg: BipolarModelsConfig, ctx: RunContext) -> ExperimentResult:
         if kind == "cellsort":
             warm = {"J": res["J"], "lam": res["lam"]}
         samples = states_of(res)
-        rows.append(row(kind, PUBLISHED[kind], samples,
+        rows.append(row(kind, PUBLISHED[kind], samples, float(res["eval_mcs"]),
                         (f"{training_seconds(res):.0f} s", f"{float(res['sample_s']):.0f} s")))
         metrics[f"{kind}_ratio"] = mean_bipolar_ratio(samples)
         metrics[f"{kind}_f_vol"], metrics[f"{kind}_f_frag"] = f_vol(samples, vr), f_frag(samples)
@@ -86,9 +87,9 @@ def run_bipolar(cfg: BipolarModelsConfig, ctx: RunContext) -> ExperimentResult:
     table = Comparison(
         title=f"N3 bipolar axis ({cfg.shape[0]}×{cfg.shape[1]}, {cfg.n_cells} cells, V* = {cfg.target:g}; "
               f"{cfg.n_snapshots} snapshots; PCD {cfg.iterations} iterations (networks) / {cfg.analytic_iterations} "
-              f"(analytic), batch {cfg.batch}; NH widths {cfg.widths}; {cfg.eval_samples} samples of "
-              f"{cfg.eval_mcs:g} MCS from random clusters)",
-        columns=["model", "published", "variance ratio", "f_vol", "f_frag", "fragmented cells / state", "training",
+              f"(analytic), batch {cfg.batch}; NH widths {cfg.widths}; {cfg.eval_samples} samples from random "
+              f"clusters)",
+        columns=["model", "published", "MCS from the start", "variance ratio", "f_vol", "f_frag", "fragmented cells / state", "training",
                  "sampling"], rows=rows,
         note="Variance ratio (bipolar_ratio): variance of the type-2 sites along their principal axis over that of "
              "all cell sites, mean over samples — the data's value is the target, the random starts' the baseline, and the ground-truth row (the data's own "

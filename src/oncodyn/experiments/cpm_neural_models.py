@@ -65,7 +65,9 @@ class ModelsConfig(ExperimentConfig):
             closure_mcs_per_iter: MCS per chain per iteration with the block sampler.
         potential_grid: blocks per side of the learned potential of ``cellsort+potential``.
         eval_samples: samples per model, each from a fresh random aggregate. eval_mcs: MCS run
-            from each start. trajectory_frames: recorded states of the first sample's run.
+            from each start by the compiled samplers (analytic models, block-sampled closures, the
+            ground truth) — the data's own length by default; network_eval_mcs: by the
+            approximate sampler with a network ΔH per proposal (costly on a CPU). trajectory_frames: recorded states of the first sample's run.
     """
 
     models: list[str] = list(MODEL_KINDS)
@@ -90,7 +92,8 @@ class ModelsConfig(ExperimentConfig):
     embed: int = Field(5, ge=1)
     potential_grid: int = Field(10, ge=1)
     eval_samples: int = Field(16, ge=2)
-    eval_mcs: float = Field(100.0, gt=0)
+    eval_mcs: float = Field(1000.0, gt=0)
+    network_eval_mcs: float = Field(100.0, gt=0)
     trajectory_frames: int = Field(5, ge=2)
 
     @field_validator("models")
@@ -212,7 +215,8 @@ def train_and_sample(kind: str, cfg: ModelsConfig, data: dict[str, np.ndarray], 
         ema = trainer.ema.eval()
         t0 = time.perf_counter()
         samples, traj, traj_t = [], [], []
-        frames = np.linspace(0, cfg.eval_mcs, cfg.trajectory_frames)
+        eval_mcs = cfg.network_eval_mcs if sampler == "approx" and not analytic else cfg.eval_mcs
+        frames = np.linspace(0, eval_mcs, cfg.trajectory_frames)
         for i in tqdm(range(cfg.eval_samples), desc=f"sample {kind}", disable=not ctx.progress, leave=False):
             st = start(i)
             seed = cfg.seed * 1_000_003 + i
@@ -224,11 +228,11 @@ def train_and_sample(kind: str, cfg: ModelsConfig, data: dict[str, np.ndarray], 
                     traj.append(st.sigma.copy())
                     traj_t.append(frames[j])
             else:
-                st = advance(ema, st, cfg.eval_mcs, opts, seed)
+                st = advance(ema, st, eval_mcs, opts, seed)
             samples.append(st)
         out = {"sigma": np.stack([s.sigma for s in samples]), "cell_type": np.stack([s.cell_type for s in samples]),
                "traj_sigma": np.stack(traj), "traj_cell_type": samples[0].cell_type, "traj_mcs": np.array(traj_t),
-               "sample_s": np.array(time.perf_counter() - t0), **log.arrays()}
+               "sample_s": np.array(time.perf_counter() - t0), "eval_mcs": np.array(eval_mcs), **log.arrays()}
         part = ema.analytic if isinstance(ema, Closure) else ema
         if isinstance(part, AnalyticTorch):
             p = part.parameters_dict()
