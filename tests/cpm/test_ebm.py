@@ -125,3 +125,18 @@ def test_classic_sampler_option_runs(data):
     model = AnalyticTorch(2, V_TARGET)
     tr = PCDTrainer(model, data, PCDOptions(iterations=2, batch=2, mcs_per_iter=1.0, sampler="classic", alpha=0.0))
     assert np.isfinite(tr.step())
+
+
+def test_block_sampler_trains_a_closure_and_logs_its_acceptance(data):
+    from oncodyn.cpm.neural import Closure, NeuralHamiltonian
+
+    torch.manual_seed(0)
+    small = {"sigma": np.stack([np.pad(s, 6, mode="wrap") for s in data["sigma"][:6]]),
+             "cell_type": data["cell_type"][:6]}
+    model = Closure(AnalyticTorch(2, V_TARGET), NeuralHamiltonian(2, widths=(4, 8), pools=(3, 2), embed=3))
+    opts = PCDOptions(iterations=3, batch=2, mcs_per_iter=2.0, sampler="block", block_mcs=0.5, alpha=0.01)
+    log = PCDTrainer(model, small, opts).train(progress=False)
+    acc = log.extra["block_acceptance"]
+    assert len(acc) == 3 and all(0.0 <= a <= 1.0 for a in acc)
+    with pytest.raises(ValueError, match="needs a Closure"):
+        PCDTrainer(AnalyticTorch(2, V_TARGET), data, opts).step()

@@ -113,18 +113,20 @@ def permute_types(cell_type: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return ct
 
 
-def advance(model, state: CPMState, mcs: float, opts: PCDOptions, seed: int) -> CPMState:
+def advance(model, state: CPMState, mcs: float, opts: PCDOptions, seed: int, stats: dict | None = None
+            ) -> CPMState:
     """``mcs`` MCS of the sampler of ``opts`` under ``model`` from ``state``; returns the new state.
 
     An analytic model (``to_hamiltonian``) runs compiled (``opts.sampler``); a network runs the
     approximate sampler with ``opts.delta``'s ΔH. No gradient flows through the sampler.
+    ``stats`` (optional) receives ``block_acceptance`` from the block sampler.
     """
     import torch
 
     from oncodyn.cpm.neural import make_delta_fn
 
     if opts.sampler == "block":
-        return _advance_block(model, state, mcs, opts, seed)
+        return _advance_block(model, state, mcs, opts, seed, stats)
     if hasattr(model, "to_hamiltonian"):
         ham = model.to_hamiltonian(opts.temperature, shape=state.sigma.shape)
         if opts.sampler in ("exact", "classic"):
@@ -142,7 +144,8 @@ def advance(model, state: CPMState, mcs: float, opts: PCDOptions, seed: int) -> 
     return smp.state.copy()
 
 
-def _advance_block(model, state: CPMState, mcs: float, opts: PCDOptions, seed: int) -> CPMState:
+def _advance_block(model, state: CPMState, mcs: float, opts: PCDOptions, seed: int,
+                   stats: dict | None = None) -> CPMState:
     """A closure's chain by the delayed-acceptance block sampler (``opts.sampler == "block"``)."""
     import torch
 
@@ -161,7 +164,10 @@ def _advance_block(model, state: CPMState, mcs: float, opts: PCDOptions, seed: i
             return w2 * float(model.network(st.sigma, st.cell_type)) / w1
 
     smp = BlockSampler(state, ham, correction, opts.block_mcs, opts.block_kinetics, seed)
-    return smp.sweep(mcs).copy()
+    out = smp.sweep(mcs).copy()
+    if stats is not None:
+        stats["block_acceptance"] = smp.acceptance
+    return out
 
 
 def _energies_and_reg(model, states):
@@ -211,11 +217,15 @@ class PCDTrainer:
 
         o = self.opts
         t0 = time.perf_counter()
+        acc = []
         for j in range(o.batch):
             if self.rng.random() < o.reset_prob:
                 self.chains[j] = self._from_data()
             seed = int(self.rng.integers(2**62))
-            self.chains[j] = advance(self.model, self.chains[j], o.mcs_per_iter, o, seed)
+            stats: dict = {}
+            self.chains[j] = advance(self.model, self.chains[j], o.mcs_per_iter, o, seed, stats)
+            if "block_acceptance" in stats:
+                acc.append(stats["block_acceptance"])
         idx = self.rng.integers(len(self.sigma), size=o.batch)
         data = [(self.sigma[i], self.cell_type[i]) for i in idx]
         samples = [(c.sigma, c.cell_type) for c in self.chains]
@@ -236,6 +246,8 @@ class PCDTrainer:
         self.log.e_data.append(float(e_d.mean().detach()))
         self.log.e_model.append(float(e_m.mean().detach()))
         self.log.wall.append(time.perf_counter() - t0)
+        if acc:  # how often the network accepted the analytic blocks (the chains move only then)
+            self.log.extra.setdefault("block_acceptance", []).append(float(np.mean(acc)))
         if self.record is not None:
             for k, v in self.record(self.model).items():
                 self.log.extra.setdefault(k, []).append(float(v))

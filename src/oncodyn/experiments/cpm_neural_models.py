@@ -257,7 +257,8 @@ def training_seconds(res: dict[str, np.ndarray]) -> float:
 def figure_arrays(kind: str, res: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """What the figures of a model need from its results (a few samples, the trajectory, the curves)."""
     key = kind.replace("+", "_")
-    return {f"{key}_sigma": res["sigma"][:4], f"{key}_cell_type": res["cell_type"][:4],
+    extra = {f"{key}_block_acceptance": res["extra_block_acceptance"]} if "extra_block_acceptance" in res else {}
+    return {**extra, f"{key}_sigma": res["sigma"][:4], f"{key}_cell_type": res["cell_type"][:4],
             f"{key}_traj": res["traj_sigma"], f"{key}_traj_ct": res["traj_cell_type"],
             f"{key}_traj_mcs": res["traj_mcs"], f"{key}_loss": res["loss"],
             f"{key}_e_data": res["e_data"], f"{key}_e_model": res["e_model"]}
@@ -278,10 +279,12 @@ def plot_models(rd, arrays_name: str, label: str, start_name: str, panels: dict 
     out.append(lattice_figure(rd.figures / "trajectories.png", traj, title=f"{label} trajectories from {start_name}"))
     for m in models:
         it = np.arange(1, len(a[f"{m}_loss"]) + 1)
-        out.append(observables_figure(rd.figures / f"training_{m}.png", it,
-                                      {"loss": {m: a[f"{m}_loss"]},
-                                       "energy / T": {"data": a[f"{m}_e_data"], "samples": a[f"{m}_e_model"]}},
-                                      xlabel="iteration", title=f"{label} {m}: PCD training"))
+        series = {"loss": {m: a[f"{m}_loss"]},
+                  "energy / T": {"data": a[f"{m}_e_data"], "samples": a[f"{m}_e_model"]}}
+        if f"{m}_block_acceptance" in a:
+            series["accepted blocks"] = {m: a[f"{m}_block_acceptance"]}
+        out.append(observables_figure(rd.figures / f"training_{m}.png", it, series, xlabel="iteration",
+                                      title=f"{label} {m}: PCD training"))
     return out
 
 
