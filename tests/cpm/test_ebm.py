@@ -140,3 +140,13 @@ def test_block_sampler_trains_a_closure_and_logs_its_acceptance(data):
     assert len(acc) == 3 and all(0.0 <= a <= 1.0 for a in acc)
     with pytest.raises(ValueError, match="needs a Closure"):
         PCDTrainer(AnalyticTorch(2, V_TARGET), data, opts).step()
+
+
+def test_reset_relaxation_lowers_the_chains_energy(data):
+    model = AnalyticTorch(2, V_TARGET, J_init=J_TRUE + np.eye(3) * [0, 1, 1], lam_init=LAM_TRUE)
+    plain = PCDTrainer(model, data, PCDOptions(batch=8, sampler="exact", seed=3))
+    relaxed = PCDTrainer(model, data, PCDOptions(batch=8, sampler="exact", seed=3, reset_relax_mcs=50.0))
+    e = [float(model.energies([(c.sigma, c.cell_type) for c in t.chains]).mean()) for t in (plain, relaxed)]
+    assert e[1] < e[0]
+    with pytest.raises(ValueError, match="reset_relax_mcs"):
+        PCDOptions(reset_relax_mcs=-1.0)

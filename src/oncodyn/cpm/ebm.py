@@ -53,6 +53,9 @@ class PCDOptions:
         delta: ΔH of the proposals for a network (see :func:`oncodyn.cpm.neural.make_delta_fn`):
             ``auto`` (exact, local where the architecture allows it), ``grad`` (first order, one
             backward pass per batch of proposals: the CPU default of the NeuralCPM experiments).
+        reset_relax_mcs: MCS of the model's compiled analytic part (analytic models and closures)
+            run on a chain when it is reset to a type-permuted snapshot, so that it starts near the
+            model's equilibrium rather than in the permuted, unsorted state (0: off, the spec's).
         checkpoint_every: steps between checkpoints. seed: random seed.
     """
 
@@ -69,6 +72,7 @@ class PCDOptions:
     delta: str = "auto"
     block_mcs: float = 1.0
     block_kinetics: str = "classic"
+    reset_relax_mcs: float = 0.0
     checkpoint_every: int = 50
     seed: int = 0
 
@@ -83,6 +87,8 @@ class PCDOptions:
             raise ValueError("PCDOptions: ema must be in [0, 1), reset_prob in [0, 1], alpha >= 0")
         if self.sampler not in ("approx", "exact", "classic", "block"):
             raise ValueError(f"PCDOptions.sampler must be 'approx', 'exact', 'classic' or 'block', got {self.sampler!r}")
+        if self.reset_relax_mcs < 0:
+            raise ValueError(f"PCDOptions.reset_relax_mcs must be >= 0, got {self.reset_relax_mcs}")
         if not self.block_mcs > 0 or self.block_kinetics not in ("classic", "exact"):
             raise ValueError("PCDOptions: block_mcs must be > 0 and block_kinetics 'classic' or 'exact'")
         if self.delta not in ("auto", "local", "full", "grad"):
@@ -170,6 +176,25 @@ def _advance_block(model, state: CPMState, mcs: float, opts: PCDOptions, seed: i
     return out
 
 
+def _relax(model, state: CPMState, opts: PCDOptions, seed: int) -> CPMState:
+    """``opts.reset_relax_mcs`` MCS of the compiled analytic part (current parameters) on a reset chain."""
+    from oncodyn.cpm.neural import Closure
+
+    if isinstance(model, Closure):
+        w1 = float(model.w1.detach())
+        if not w1 > 0:
+            return state
+        ham, kin = model.analytic.to_hamiltonian(opts.temperature / w1, shape=state.sigma.shape), opts.block_kinetics
+    elif hasattr(model, "to_hamiltonian"):
+        ham = model.to_hamiltonian(opts.temperature, shape=state.sigma.shape)
+        kin = opts.sampler if opts.sampler in ("exact", "classic") else "classic"
+    else:
+        return state  # a pure network has no cheap part to relax with
+    smp = MetropolisSampler(state, ham, seed=seed, hastings=kin == "exact")
+    smp.sweep(opts.reset_relax_mcs)
+    return smp.state.copy()
+
+
 def _energies_and_reg(model, states):
     """``(energies, regularised part)``: a model may regularise only part of its energy (a closure)."""
     if hasattr(model, "energies_and_reg"):
@@ -209,7 +234,10 @@ class PCDTrainer:
 
     def _from_data(self) -> CPMState:
         i = int(self.rng.integers(len(self.sigma)))
-        return CPMState(self.lattice, self.sigma[i].copy(), permute_types(self.cell_type[i], self.rng))
+        st = CPMState(self.lattice, self.sigma[i].copy(), permute_types(self.cell_type[i], self.rng))
+        if self.opts.reset_relax_mcs > 0:
+            st = _relax(self.model, st, self.opts, int(self.rng.integers(2**62)))
+        return st
 
     def step(self) -> float:
         """One PCD iteration; returns the loss."""
