@@ -41,8 +41,11 @@ positive J and λ, convertible to the compiled :class:`~oncodyn.cpm.hamiltonians
 ΔH of copy proposals (a copy writes the id of flat site ``sources[i]`` into flat site
 ``targets[i]``; all proposals are evaluated against the same current state):
 :func:`delta_full` recomputes the energy of every modified copy (the reference);
-:func:`delta_local` exploits locality (exact, see its docstring); :func:`make_delta_fn` wraps
-either for :class:`~oncodyn.cpm.samplers.ApproxParallelSampler`.
+:func:`delta_local` exploits locality (exact, see its docstring); :func:`delta_grad` prices all
+proposals of a state to first order from one forward and one backward pass (approximate, the
+fast CPU path); :func:`make_delta_fn` wraps any of them for
+:class:`~oncodyn.cpm.samplers.ApproxParallelSampler`. A :class:`Closure` can instead be sampled
+by :class:`~oncodyn.cpm.block_sampler.BlockSampler` (its network evaluated once per block).
 
 Precision and devices: models are float32 by default and run in float64 after ``.double()``;
 they run on whatever device their parameters are on (``model.to(device)``); inputs (NumPy or
