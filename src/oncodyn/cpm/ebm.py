@@ -134,9 +134,9 @@ def advance(model, state: CPMState, mcs: float, opts: PCDOptions, seed: int, sta
     if opts.sampler == "block":
         return _advance_block(model, state, mcs, opts, seed, stats)
     if hasattr(model, "to_hamiltonian"):
-        ham = model.to_hamiltonian(opts.temperature, shape=state.sigma.shape)
+        ham, kin = _analytic_part(model, state, opts)
         if opts.sampler in ("exact", "classic"):
-            smp = MetropolisSampler(state, ham, seed=seed, hastings=opts.sampler == "exact")
+            smp = MetropolisSampler(state, ham, seed=seed, hastings=kin == "exact")
         else:
             smp = ApproxParallelSampler(state, ham, seed=seed, k_frac=opts.k_frac)
     else:
@@ -163,7 +163,7 @@ def _advance_block(model, state: CPMState, mcs: float, opts: PCDOptions, seed: i
     w1, w2 = float(model.w1.detach()), float(model.w2.detach())
     if not w1 > 0:
         raise ValueError(f"sampler 'block' needs the closure's analytic weight w1 > 0, got {w1}")
-    ham = model.analytic.to_hamiltonian(opts.temperature / w1, shape=state.sigma.shape)
+    ham, _ = _analytic_part(model, state, opts)
 
     def correction(st: CPMState) -> float:  # w2·H_NN in units of H_a (the block sampler's temperature T / w1)
         with torch.no_grad():
@@ -176,20 +176,33 @@ def _advance_block(model, state: CPMState, mcs: float, opts: PCDOptions, seed: i
     return out
 
 
-def _relax(model, state: CPMState, opts: PCDOptions, seed: int) -> CPMState:
-    """``opts.reset_relax_mcs`` MCS of the compiled analytic part (current parameters) on a reset chain."""
+def _analytic_part(model, state: CPMState, opts: PCDOptions):
+    """The compiled analytic part of ``model`` at the model's temperature and its kinetics, or ``None``.
+
+    An analytic model: itself at T with ``opts.sampler`` (classic for ``approx``); a closure
+    ``w1·H_a + w2·H_NN``: ``H_a`` at ``T / w1`` (so its weights are ``w1 H_a / T``) with
+    ``opts.block_kinetics``, ``None`` if ``w1 <= 0``; a network: ``None``.
+    """
     from oncodyn.cpm.neural import Closure
 
+    shape = state.sigma.shape
     if isinstance(model, Closure):
         w1 = float(model.w1.detach())
         if not w1 > 0:
-            return state
-        ham, kin = model.analytic.to_hamiltonian(opts.temperature / w1, shape=state.sigma.shape), opts.block_kinetics
-    elif hasattr(model, "to_hamiltonian"):
-        ham = model.to_hamiltonian(opts.temperature, shape=state.sigma.shape)
+            return None
+        return model.analytic.to_hamiltonian(opts.temperature / w1, shape=shape), opts.block_kinetics
+    if hasattr(model, "to_hamiltonian"):
         kin = opts.sampler if opts.sampler in ("exact", "classic") else "classic"
-    else:
+        return model.to_hamiltonian(opts.temperature, shape=shape), kin
+    return None
+
+
+def _relax(model, state: CPMState, opts: PCDOptions, seed: int) -> CPMState:
+    """``opts.reset_relax_mcs`` MCS of the compiled analytic part (current parameters) on a reset chain."""
+    part = _analytic_part(model, state, opts)
+    if part is None:
         return state  # a pure network has no cheap part to relax with
+    ham, kin = part
     smp = MetropolisSampler(state, ham, seed=seed, hastings=kin == "exact")
     smp.sweep(opts.reset_relax_mcs)
     return smp.state.copy()

@@ -344,10 +344,10 @@ class _EnergyModel(nn.Module):
     def delta_fn(self, state, targets, sources) -> np.ndarray:
         """ΔH of copy proposals for :class:`~oncodyn.cpm.samplers.ApproxParallelSampler` (float64 NumPy).
 
-        Uses :func:`delta_local` where the model supports it, :func:`delta_full` otherwise.
+        Uses :func:`delta_local` where the model supports it, :func:`delta_full` otherwise
+        (``make_delta_fn(model, "auto")``).
         """
-        fn = delta_local if _supports_local(self) else delta_full
-        return fn(self, state.sigma, state.cell_type, targets, sources).detach().cpu().double().numpy()
+        return make_delta_fn(self, "auto")(state, targets, sources)
 
 
 def _check_divisible(H: int, W: int, stride: int, what: str) -> None:

@@ -25,7 +25,7 @@ from oncodyn.cpm.sample_metrics import f_frag, f_vol, mean_bipolar_ratio, volume
 from oncodyn.cpm.scenarios import bipolar_types
 from oncodyn.experiments.cpm_bipolar_data import BipolarDataConfig, bipolar_snapshots, bipolar_start
 from oncodyn.experiments.cpm_neural_models import (ModelsConfig, figure_arrays, ground_truth_samples, plot_models,
-                                                   states_of, train_and_sample, training_seconds)
+                                                   states_of, train_models, training_seconds)
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, plotter, register
 from oncodyn.io.rundir import RunDir
 
@@ -70,11 +70,8 @@ def run_bipolar(cfg: BipolarModelsConfig, ctx: RunContext) -> ExperimentResult:
             row("ground truth H, sampled like the models", "-", truth, cfg.eval_mcs)]
     metrics = {"ratio_data": mean_bipolar_ratio(data_states), "ratio_start": mean_bipolar_ratio(eval_starts),
                "ratio_truth": mean_bipolar_ratio(truth)}
-    arrays, warm = {}, None
-    for kind in cfg.models:
-        res = train_and_sample(kind, cfg, data, start, cfg.target, ctx, warm)
-        if kind == "cellsort":
-            warm = {"J": res["J"], "lam": res["lam"]}
+    arrays = {}
+    for kind, res in train_models(cfg, data, start, cfg.target, ctx):
         samples = states_of(res)
         rows.append(row(kind, PUBLISHED[kind], samples, float(res["eval_mcs"]),
                         (f"{training_seconds(res):.0f} s", f"{float(res['sample_s']):.0f} s")))
@@ -89,10 +86,11 @@ def run_bipolar(cfg: BipolarModelsConfig, ctx: RunContext) -> ExperimentResult:
               f"{cfg.n_snapshots} snapshots; PCD {cfg.iterations} iterations (networks) / {cfg.analytic_iterations} "
               f"(analytic), batch {cfg.batch}; NH widths {cfg.widths}; {cfg.eval_samples} samples from random "
               f"clusters)",
-        columns=["model", "published", "MCS from the start", "variance ratio", "f_vol", "f_frag", "fragmented cells / state", "training",
-                 "sampling"], rows=rows,
+        columns=["model", "published", "MCS from the start", "variance ratio", "f_vol", "f_frag",
+                 "fragmented cells / state", "training", "sampling"], rows=rows,
         note="Variance ratio (bipolar_ratio): variance of the type-2 sites along their principal axis over that of "
-             "all cell sites, mean over samples — the data's value is the target, the random starts' the baseline, and the ground-truth row (the data's own "
+             "all cell sites, mean over samples — the data's value is the target, the random starts' the baseline, "
+             "and the ground-truth row (the data's own "
              "Hamiltonian and kinetics from the same starts for the same MCS) what this sampling length allows. "
              f"Networks sample with the approximate parallel sampler (k = {cfg.k_frac:g} of the border sites per "
              f"batch) and ΔH '{cfg.delta}'. Reduced: iterations, sampling length and (by default) the network widths.")

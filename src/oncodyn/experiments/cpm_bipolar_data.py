@@ -79,9 +79,8 @@ def bipolar_snapshots(cfg: BipolarDataConfig, rd: RunDir, progress: bool = True)
     from tqdm.auto import tqdm
 
     d = rd.subdir("snapshots/bipolar")
-    setting = json.dumps(BipolarDataConfig.model_validate(
-        cfg.model_dump(include=set(BipolarDataConfig.model_fields))).model_dump(
-        mode="json", exclude={"n_snapshots", "device"}), sort_keys=True)
+    fields = set(BipolarDataConfig.model_fields) - {"n_snapshots", "device"}  # also when cfg is a subclass
+    setting = json.dumps(cfg.model_dump(mode="json", include=fields), sort_keys=True)
     data, starts, poles = [], [], []
     for i in tqdm(range(cfg.n_snapshots), desc="bipolar snapshots", disable=not progress, leave=False):
         path = d / f"snap_{i:04d}.npz"

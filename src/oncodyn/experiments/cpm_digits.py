@@ -22,7 +22,7 @@ from pydantic import Field
 from oncodyn.cpm.sample_metrics import DigitClassifier, classifier_score, f_frag, f_vol, volume_range
 from oncodyn.experiments.cpm_digits_data import DigitsDataConfig, digit_snapshots, digit_start
 from oncodyn.experiments.cpm_neural_models import (ModelsConfig, figure_arrays, ground_truth_samples, plot_models,
-                                                   states_of, train_and_sample, training_seconds)
+                                                   states_of, train_models, training_seconds)
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, plotter, register
 from oncodyn.io.rundir import RunDir
 
@@ -48,7 +48,7 @@ def run_digits(cfg: DigitsModelsConfig, ctx: RunContext) -> ExperimentResult:
     data = {"sigma": np.stack([s.sigma for s in states]), "cell_type": np.stack([s.cell_type for s in states])}
     clf = DigitClassifier().fit(states, labels)
     vr = volume_range(states)
-    rows, metrics, arrays, warm = [], {}, {}, None
+    rows, metrics, arrays = [], {}, {}
     rows.append(["data (snapshots)", "-", f"{cfg.mcs:g}", f"{f_vol(states, vr):.2f}", f"{f_frag(states):.2f}",
                  f"{classifier_score(clf.predict_proba(states)):.2f}", "-", "-"])
 
@@ -61,10 +61,7 @@ def run_digits(cfg: DigitsModelsConfig, ctx: RunContext) -> ExperimentResult:
                  f"{classifier_score(clf.predict_proba(truth)):.2f}", "-", "-"])
     metrics["truth_cs"] = classifier_score(clf.predict_proba(truth))
 
-    for kind in cfg.models:
-        res = train_and_sample(kind, cfg, data, start, cfg.target, ctx, warm)
-        if kind == "cellsort":
-            warm = {"J": res["J"], "lam": res["lam"]}
+    for kind, res in train_models(cfg, data, start, cfg.target, ctx):
         samples = states_of(res)
         fv, ff, cs = f_vol(samples, vr), f_frag(samples), classifier_score(clf.predict_proba(samples))
         pub = PUBLISHED[kind]
@@ -85,7 +82,9 @@ def run_digits(cfg: DigitsModelsConfig, ctx: RunContext) -> ExperimentResult:
         rows=rows,
         note=f"Reduced: iterations and sampling length (title). Networks sample with the approximate parallel sampler "
              f"(k = {cfg.k_frac:g} of the border sites per batch) and ΔH '{cfg.delta}'. CS uses a logistic-regression "
-             "digit classifier trained on all snapshots; the data row is the target, and the ground-truth row (the data's own Hamiltonian and kinetics, run from the same starts for the same MCS) is what this sampling length lets any model reach; f_vol uses "
+             "digit classifier trained on all snapshots; the data row is the target, and the ground-truth row (the "
+             "data's own Hamiltonian and kinetics, run from the same starts for the same MCS) is what this sampling "
+             "length lets any model reach; f_vol uses "
              "the snapshots' volume range ± 10 % of the mean volume; f_frag: at most 3 cells in pieces.")
     return ExperimentResult(metrics=metrics, tables=[table])
 

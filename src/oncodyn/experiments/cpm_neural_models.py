@@ -10,8 +10,8 @@ Six kinds of model (:data:`MODEL_KINDS`):
   from the trained ``cellsort`` model when the run has one.
 
 Analytic models train and sample with a compiled sampler of the data's kinetics
-(``analytic_sampler``; N1 showed that a fitting sampler other than the data's biases the fit). Networks train and sample with NeuralCPM's approximate parallel
-sampler; their ΔH is ``delta`` (``grad``: first order from one backward pass per batch of
+(``analytic_sampler``; N1 showed that a fitting sampler other than the data's biases the fit).
+Networks train and sample with NeuralCPM's approximate parallel sampler; their ΔH is ``delta`` (``grad``: first order from one backward pass per batch of
 proposals, the CPU default; ``auto``: exact and local, practical on a GPU). The spec's energy
 regulariser α bounds the networks (in a closure, its network part only); the analytic models use
 α = 0 (an analytic energy of order 10⁴ makes α·H² dominate the gradient, see N1). Without it a
@@ -25,7 +25,8 @@ directory, so an interrupted run continues and a rerun reuses finished models.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -71,7 +72,8 @@ class ModelsConfig(ExperimentConfig):
         eval_samples: samples per model, each from a fresh random aggregate. eval_mcs: MCS run
             from each start by the compiled samplers (analytic models, block-sampled closures, the
             ground truth) — the data's own length by default; network_eval_mcs: by the
-            approximate sampler with a network ΔH per proposal (costly on a CPU). trajectory_frames: recorded states of the first sample's run.
+            approximate sampler with a network ΔH per proposal (costly on a CPU).
+            trajectory_frames: recorded states of the first sample's run.
     """
 
     models: list[str] = list(MODEL_KINDS)
@@ -86,9 +88,9 @@ class ModelsConfig(ExperimentConfig):
     mcs_per_iter: float = Field(0.5, gt=0)
     analytic_mcs_per_iter: float = Field(20.0, gt=0)
     k_frac: float = Field(0.2, gt=0, le=1)
-    delta: str = "grad"
-    analytic_sampler: str = "classic"
-    closure_sampler: str = "block"
+    delta: Literal["grad", "auto"] = "grad"
+    analytic_sampler: Literal["classic", "exact"] = "classic"
+    closure_sampler: Literal["block", "approx"] = "block"
     block_mcs: float = Field(2.0, gt=0)
     closure_mcs_per_iter: float = Field(10.0, gt=0)
     closure_reset_relax_mcs: float = Field(0.0, ge=0)
@@ -107,27 +109,6 @@ class ModelsConfig(ExperimentConfig):
         bad = [m for m in v if m not in MODEL_KINDS]
         if bad or not v:
             raise ValueError(f"unknown model(s) {bad}; choose from {', '.join(MODEL_KINDS)}")
-        return v
-
-    @field_validator("analytic_sampler")
-    @classmethod
-    def _analytic_sampler(cls, v: str) -> str:
-        if v not in ("classic", "exact"):
-            raise ValueError("must be 'classic' or 'exact' (the kinetics of the data)")
-        return v
-
-    @field_validator("closure_sampler")
-    @classmethod
-    def _closure_sampler(cls, v: str) -> str:
-        if v not in ("block", "approx"):
-            raise ValueError("must be 'block' (analytic blocks accepted by the network) or 'approx'")
-        return v
-
-    @field_validator("delta")
-    @classmethod
-    def _delta(cls, v: str) -> str:
-        if v not in ("grad", "auto"):
-            raise ValueError("must be 'grad' (first order, fast on a CPU) or 'auto' (exact local ΔH)")
         return v
 
 
@@ -248,6 +229,18 @@ def train_and_sample(kind: str, cfg: ModelsConfig, data: dict[str, np.ndarray], 
         return out
 
     return cached_result(ctx.rundir, f"model_{kind.replace('+', '_')}", compute)
+
+
+def train_models(cfg: ModelsConfig, data: dict[str, np.ndarray], start: Callable[[int], CPMState], target: float,
+                 ctx: RunContext) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """``(kind, results)`` of every model of ``cfg.models`` in order (:func:`train_and_sample`); a
+    trained ``cellsort`` starts the analytic part of a later ``nh+closure``."""
+    warm = None
+    for kind in cfg.models:
+        res = train_and_sample(kind, cfg, data, start, target, ctx, warm)
+        if kind == "cellsort":
+            warm = {"J": res["J"], "lam": res["lam"]}
+        yield kind, res
 
 
 def states_of(arrays: dict[str, np.ndarray], periodic: bool = True) -> list[CPMState]:
