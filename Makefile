@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/oncodyn bench glioma
 	$(BIN)/oncodyn bench cpm
 	$(BIN)/oncodyn bench neuralcpm
+	$(BIN)/oncodyn bench angiogenesis
 
 clean:
 	rm -rf runs .pytest_cache

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from oncodyn import cli
 
 
@@ -61,3 +63,17 @@ def test_bench_neuralcpm_json_shape(capsys):
     for r in out["rows"]:
         assert r["full_passes_s"] > 0 and r["local_s"] > 0 and r["ratio_vs_full"] > 0
         assert r["max_abs_diff"] < 1e-3  # the two ΔH paths agree (float32)
+
+
+def test_bench_angiogenesis_json_shape(capsys):
+    rc = cli.main(["bench", "angiogenesis", "--json", "--quick", "--set", "bins=[12, 16]", "--set", "a5_particles=[200]",
+                   "--set", "a5_bins=12", "--set", "n_particles=300", "--set", "steps=1", "--set", "dim=2"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["benchmark"] == "angiogenesis"
+    a4 = [r for r in out["rows"] if r["table"] == "A4"]
+    assert {r["method"] for r in a4} == {"FDM", "classical SIPF (spline)", "NSIPF (CNN)", "fast particle-field (ours)"}
+    assert len(a4) == 8 and len(out["rows"]) == 11
+    for r in out["rows"]:
+        assert r["time_per_step_s"] > 0 and r["projected_total_s"] == pytest.approx(r["time_per_step_s"] * 500)
+        assert r["ratio_vs_baseline"] > 0

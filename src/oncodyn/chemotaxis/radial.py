@@ -28,7 +28,8 @@ Discretisation (:func:`solve_radial`):
   :math:`V(\epsilon/\delta t + k^2)c^{n+1} - \mathrm{div}_h\nabla_h c^{n+1} = V(\epsilon c^n/\delta t + \rho^n)`
   (symmetric tridiagonal and constant in time: factored once), then
   :math:`V\rho^{n+1}/\delta t + \mathrm{div}_h\Phi(\rho^{n+1}; c^{n+1}) = V\rho^n/\delta t`
-  (tridiagonal, by :func:`scipy.linalg.solve_banded`). The second matrix is an M-matrix
+  (tridiagonal, by :func:`scipy.linalg.solve_banded`; :func:`sg_implicit_density_step`, shared
+  with the radial PHKS solver :mod:`oncodyn.chemotaxis.phks_radial`). The second matrix is an M-matrix
   whose column sums are :math:`V_i/\delta t`, so for every :math:`\delta t` the density stays
   non-negative and the mass is conserved to round-off, and the total concentration
   :math:`\bar c = \sum_i V_i c_i` obeys the implicit-Euler recursion of
@@ -301,6 +302,50 @@ def _sg_coefficients(c: np.ndarray, chi_over_mu: float) -> tuple[np.ndarray, np.
     return b + np.maximum(p, 0.0), b + np.maximum(-p, 0.0)
 
 
+def sg_implicit_density_step(
+    rho: np.ndarray,
+    c: np.ndarray,
+    v_dt: np.ndarray,
+    tr: np.ndarray,
+    chi_over_mu: float,
+    ab: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""One linearly implicit Euler step of the radial density with the field ``c`` frozen.
+
+    Solves :math:`V\rho'/\delta t + \mathrm{div}_h\Phi(\rho'; c) = V\rho/\delta t` with the
+    Scharfetter--Gummel flows :math:`\Phi_{i+1/2} = T_{i+1/2}[B(-P)\rho'_i - B(P)\rho'_{i+1}]`,
+    :math:`P = (\chi/\mu)(c_{i+1} - c_i)`, no flow through r = 0 and r = R. The matrix is a
+    tridiagonal M-matrix with column sums :math:`V_i/\delta t`: the new density is >= 0
+    whenever the old one is, and :math:`\sum_i V_i\rho_i` is conserved to round-off, for
+    every :math:`\delta t`.
+
+    Args:
+        rho: [N] density at the old time (mass / length^d).
+        c: [N] field the drift is computed from (concentration).
+        v_dt: [N] V_i / dt (length^d / time).
+        tr: [N-1] T = A mu / h of the interior faces (length^d / time).
+        chi_over_mu: chi / mu (1 / concentration).
+        ab: optional [3, N] work array for the banded matrix (overwritten).
+
+    Returns:
+        [N] the new density.
+    """
+    n = rho.size
+    if ab is None:
+        ab = np.empty((3, n))
+    a, g = _sg_coefficients(c, chi_over_mu)
+    ta, tg = tr * a, tr * g
+    ab[0, 0] = 0.0
+    ab[0, 1:] = -tg  # super-diagonal
+    ab[2, :-1] = -ta  # sub-diagonal
+    ab[2, -1] = 0.0
+    diag = ab[1]
+    diag[:] = v_dt
+    diag[:-1] += ta
+    diag[1:] += tg
+    return solve_banded((1, 1), ab, v_dt * rho, overwrite_ab=True, overwrite_b=True, check_finite=False)
+
+
 def solve_radial(
     params: Any,
     options: RadialOptions,
@@ -366,7 +411,7 @@ def solve_radial(
     tr = A * mu / h
     v_dt = V / dt
     chi_mu = chi / mu
-    ab = np.zeros((3, n))
+    ab = np.empty((3, n))
 
     rho_scale = float(rho.max())
     threshold = options.blowup_threshold * rho_scale
@@ -388,16 +433,8 @@ def solve_radial(
     step = 0
     for step in range(1, n_steps + 1):
         c_new, info = dpttrs(c_d, c_e, V * (eps_dt * c + rho))
-        a, g = _sg_coefficients(c_new, chi_mu)
-        ta, tg = tr * a, tr * g
-        ab[0, 1:] = -tg  # super-diagonal
-        ab[2, :-1] = -ta  # sub-diagonal
-        diag = ab[1]
-        diag[:] = v_dt
-        diag[:-1] += ta
-        diag[1:] += tg
-        rho_new = solve_banded((1, 1), ab, v_dt * rho, overwrite_ab=True, overwrite_b=True, check_finite=False)
-        rho, c = rho_new, c_new
+        rho = sg_implicit_density_step(rho, c_new, v_dt, tr, chi_mu, ab)
+        c = c_new
         rmax, rmin = rho.max(), rho.min()
         if not (math.isfinite(rmax) and math.isfinite(rmin) and math.isfinite(c[0])):
             reason = REASON_NONFINITE
