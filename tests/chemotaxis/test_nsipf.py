@@ -101,7 +101,7 @@ def test_local_evaluation_equals_full_pass(dim, n, rng):
         face[2 * a, a], face[2 * a + 1, a] = rng.uniform(0, 2 * h), L - rng.uniform(0, 2 * h)
     x = np.concatenate([L / 2 + 1.5 * h * rng.standard_normal((100, dim)), face,
                         [[0.0] * dim, [L] * dim, [0.0] * (dim - 1) + [L]]])  # corners, exactly on the walls
-    interp = CNNInterpolator(m, block=8)
+    interp = CNNInterpolator(m, block=8, normalise="global")
     full = interp.smooth(f)
     lo, hi = interp.touched(n, h, x)
     touched = np.zeros(f.shape, bool)
@@ -117,13 +117,31 @@ def test_local_evaluation_equals_full_pass(dim, n, rng):
     np.testing.assert_allclose(interp.gradient(f, h, x), grad_full, rtol=0, atol=1e-5 * f.max() / h)
 
 
+def test_window_normalisation_uses_each_windows_maximum(rng):
+    """normalise="window": every block window is divided by its own maximum (blocks strategy), so
+    the output is the network on that window times its maximum; scaling the field scales it."""
+    m = seeded_model(2)
+    n, h = 64, 1.0  # above WINDOW_FULL_MAX: evaluated in blocks
+    f = blob_field(n, 2, rng, sigma=4.0)
+    x = np.array([[32.0, 32.0], [3.0, 60.0]])
+    interp = CNNInterpolator(m, block=8)
+    loc = interp.smooth_local(f, h, x)
+    assert interp.last_strategy == "blocks"
+    np.testing.assert_allclose(interp.smooth_local(7.0 * f, h, x), 7.0 * loc, rtol=1e-5, atol=1e-12)
+    # the far block [0:8, 56:64]: its window is [0:20, 44:64]
+    win = f[0:20, 44:64]
+    with torch.no_grad():
+        ref = m(torch.from_numpy(win)[None, None].to(next(m.parameters()).dtype))[0, 0].double().numpy()
+    np.testing.assert_allclose(loc[0:8, 56:64], ref[0:8, 12:20], rtol=1e-5, atol=1e-7 * win.max())
+
+
 def test_local_evaluation_is_local(rng):
     """One compact cloud: far fewer network voxels than the field; untouched bins keep the input."""
     m = seeded_model(3)
     n, h = 48, 1.0
     f = blob_field(n, 3, rng)
     x = 24.0 + rng.standard_normal((500, 3))
-    interp = CNNInterpolator(m)
+    interp = CNNInterpolator(m, normalise="global")
     loc = interp.smooth_local(f, h, x)
     assert interp.last_voxels < 0.25 * f.size
     assert loc[0, 0, 0] == f[0, 0, 0] and loc[-1, -1, -1] == f[-1, -1, -1]
