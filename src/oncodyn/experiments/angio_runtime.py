@@ -11,11 +11,15 @@ angiogenesis``); this experiment stores it in a run directory with the two table
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 from pydantic import Field
 
 from oncodyn.bench.angiogenesis import bench_angiogenesis
 from oncodyn.config import ExperimentConfig
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, register
+from oncodyn.io.rundir import RunDir
 
 
 class RuntimeConfig(ExperimentConfig):
@@ -42,12 +46,32 @@ class RuntimeConfig(ExperimentConfig):
                          "full_run": False}}
 
 
-@register("angio-runtime", RuntimeConfig, "A4/A5: run time of FDM, classical SIPF, NSIPF and our fast path vs bins and P")
+def plot_runtime(rd: RunDir) -> list:
+    from oncodyn.viz import figures as fg
+
+    rows = json.loads((rd.path / "timings.json").read_text())
+    panels: dict[str, dict] = {"A4: time per step against bins per axis": {}, "A5: time per step against P": {}}
+    for table, panel, key in [("A4", "A4: time per step against bins per axis", "n"),
+                              ("A5", "A5: time per step against P", "P")]:
+        for m in dict.fromkeys(r["method"] for r in rows if r["table"] == table):
+            pts = [(r[key], r["time_per_step_s"]) for r in rows if r["table"] == table and r["method"] == m]
+            panels[panel][m] = (np.array([p[0] for p in pts], float), np.array([p[1] for p in pts]))
+    out = []
+    for i, (title, lines) in enumerate(panels.items()):
+        out.append(fg.loglog_fit(rd.figures / f"runtime_{'bins' if i == 0 else 'particles'}.png", lines,
+                                 "bins per axis" if i == 0 else "P", "seconds per step", title=title))
+    return out
+
+
+@register("angio-runtime", RuntimeConfig, "A4/A5: run time of FDM, classical SIPF, NSIPF and our fast path vs bins and P",
+          plot=plot_runtime)
 def run_runtime(cfg: RuntimeConfig, ctx: RunContext) -> ExperimentResult:
     sets = [f"bins={cfg.bins}", f"a5_particles={cfg.particles}", f"a5_bins={cfg.a5_bins}",
             f"n_particles={cfg.n_particles}", f"t_end={cfg.t_end}", f"dt={cfg.dt}", f"steps={cfg.steps}",
             f"classical_steps={cfg.classical_steps}", f"full_run={str(cfg.full_run).lower()}", f"device={ctx.device}"]
     res = bench_angiogenesis(sets=sets, progress=ctx.progress)
+    (ctx.rundir.path / "timings.json").write_text(json.dumps(
+        [{**r, "n": int(str(r["bins"]).split("^")[0])} for r in res["rows"]], indent=1))
     cols = ["method", "bins", "P", "published total (s)", "our time per step (s)", "our projected total (s)",
             "speed-up vs classical SIPF", "speed-up vs FDM"]
     tables = []
