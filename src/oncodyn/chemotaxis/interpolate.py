@@ -294,28 +294,31 @@ class Interpolator(Protocol):
         ...
 
 
-class SplineInterpolator:
+class _KernelInterpolator:
+    """An interpolator that is one gradient kernel ``kernel(field, h, x)``."""
+
+    name = ""
+    kernel = staticmethod(lambda field, h, x: None)
+
+    def gradient(self, field: np.ndarray, h: float, x: np.ndarray) -> np.ndarray:
+        return self.kernel(field, h, x)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class SplineInterpolator(_KernelInterpolator):
     """The classical global cubic spline (:func:`spline_gradient`)."""
 
     name = "spline"
-
-    def gradient(self, field: np.ndarray, h: float, x: np.ndarray) -> np.ndarray:
-        return spline_gradient(field, h, x)
-
-    def __repr__(self) -> str:
-        return "SplineInterpolator()"
+    kernel = staticmethod(spline_gradient)
 
 
-class LocalCubicInterpolator:
+class LocalCubicInterpolator(_KernelInterpolator):
     """The local Catmull--Rom cubic (:func:`catmull_rom_gradient`); O(P 4^d) per call."""
 
     name = "local-cubic"
-
-    def gradient(self, field: np.ndarray, h: float, x: np.ndarray) -> np.ndarray:
-        return catmull_rom_gradient(field, h, x)
-
-    def __repr__(self) -> str:
-        return "LocalCubicInterpolator()"
+    kernel = staticmethod(catmull_rom_gradient)
 
 
 #: Registry: name -> factory ``(**kwargs) -> Interpolator``.

@@ -29,6 +29,7 @@ from pydantic import Field, field_validator, model_validator
 from oncodyn.chemotaxis.phks import BinGrid, InitialData, PHKSParams
 from oncodyn.config import ExperimentConfig
 from oncodyn.experiments.registry import RunContext
+from oncodyn.experiments.sipf_common import steps_of
 from oncodyn.io.rundir import RunDir
 
 Method = Literal["fast", "nsipf", "sipf"]
@@ -74,12 +75,11 @@ class AngioConfig(ExperimentConfig):
 
     @model_validator(mode="after")
     def _times(self):
-        for name, t in [("t_end", self.t_end)] + [("compare_times", s) for s in self.compare_times]:
-            n = round(t / self.dt)
-            if n < 1 or abs(n * self.dt - t) > 1e-9 * max(1.0, t):
-                raise ValueError(f"{name}: {t} must be a positive integer multiple of dt={self.dt}")
+        steps_of(self.t_end, self.dt)
+        for t in self.compare_times:
+            steps_of(t, self.dt, "compare_times")
             if t > self.t_end + 1e-12:
-                raise ValueError(f"{name}: {t} must be <= t_end={self.t_end}")
+                raise ValueError(f"compare_times: {t} must be <= t_end={self.t_end}")
         return self
 
     def params(self) -> PHKSParams:
