@@ -150,3 +150,34 @@ def test_reset_relaxation_lowers_the_chains_energy(data):
     assert e[1] < e[0]
     with pytest.raises(ValueError, match="reset_relax_mcs"):
         PCDOptions(reset_relax_mcs=-1.0)
+
+
+def test_closure_analytic_learning_rate_and_warm_chains(data):
+    """``analytic_lr = 0`` freezes a closure's analytic part and w1 while the network trains; a
+    positive one trains them at their own rate; given ``chains`` start the persistent chains."""
+    from oncodyn.cpm.lattice import CPMState
+    from oncodyn.cpm.neural import Closure, NeuralHamiltonian
+
+    small = {"sigma": np.stack([np.pad(s, 6, mode="wrap") for s in data["sigma"][:6]]),
+             "cell_type": data["cell_type"][:6]}
+    lat = Lattice(small["sigma"].shape[1:])
+    warm = [CPMState(lat, small["sigma"][i].copy(), small["cell_type"][i].copy()) for i in (4, 5)]
+
+    def trained(analytic_lr):
+        torch.manual_seed(0)
+        model = Closure(AnalyticTorch(2, V_TARGET), NeuralHamiltonian(2, widths=(4, 8), pools=(3, 2), embed=3))
+        before = [p.detach().clone() for p in (model.analytic.raw_J, model.w1, model.network.embedding.weight)]
+        opts = PCDOptions(iterations=2, batch=3, mcs_per_iter=1.0, sampler="block", block_mcs=0.5, alpha=0.01,
+                          analytic_lr=analytic_lr)
+        tr = PCDTrainer(model, small, opts, chains=warm)
+        assert [c.sigma.tobytes() for c in tr.chains] == [warm[j % 2].sigma.tobytes() for j in range(3)]
+        tr.train(progress=False)
+        return [bool(torch.any(p.detach() != b)) for p, b in
+                zip((model.analytic.raw_J, model.w1, model.network.embedding.weight), before)]
+
+    assert trained(0.0) == [False, False, True]
+    assert trained(1e-2) == [True, True, True]
+    with pytest.raises(ValueError, match="analytic_lr"):
+        PCDOptions(analytic_lr=-1.0)
+    with pytest.raises(ValueError, match="chains must be"):
+        PCDTrainer(AnalyticTorch(2, V_TARGET), data, PCDOptions(batch=2), chains=[])

@@ -223,6 +223,29 @@ def test_analytic_gradients_flow_to_J_and_lambda():
     assert a.raw_lam.grad is not None and float(a.raw_lam.grad) != 0
 
 
+def test_learned_target_volume_matches_compiled_and_trains():
+    """With ``learn_target`` V* = V*_0·exp(raw) per type: energies and local ΔH equal the compiled
+    Hamiltonian at the learned V*, and the gradient reaches V*; without it V* has no parameter."""
+    rng = np.random.default_rng(3)
+    a = AnalyticTorch(2, [0, 5.0, 7.0], J_init=J_SORT + np.eye(3), lam_init=0.7, learn_target=True).double()
+    with torch.no_grad():
+        a.raw_target.copy_(torch.tensor([0.0, 0.3, -0.2], dtype=torch.float64))
+    vt = np.array([0.0, 5.0 * np.exp(0.3), 7.0 * np.exp(-0.2)])
+    np.testing.assert_allclose(a.parameters_dict()["target"], vt, rtol=1e-12)
+    ham = a.to_hamiltonian()
+    states = [random_state((9, 11), rng, True) for _ in range(3)]
+    np.testing.assert_allclose([E(a, s.sigma, s.cell_type) for s in states], [ham.energy(s) for s in states], rtol=1e-12)
+    s = states[0]
+    t, src = proposals(s, 12, rng, edges=False)
+    np.testing.assert_allclose(a.delta(s.sigma, s.cell_type, t, src).detach().numpy(),
+                               [ham.delta(s, (int(x), int(y))) for x, y in zip(t, src)], atol=1e-9)
+    a(s.sigma, s.cell_type).backward()
+    assert float(a.raw_target.grad[1:].abs().min()) > 0
+    assert "target" not in AnalyticTorch(2, 60.0).parameters_dict()
+    with pytest.raises(ValueError, match="target_volume must be > 0"):
+        AnalyticTorch(2, [0, -1.0, 5.0])
+
+
 def test_closure_energy_gradients_and_local_delta():
     st = blob()
     torch.manual_seed(0)

@@ -33,6 +33,17 @@ def test_f_vol_and_f_frag():
     assert f_frag([squares(4, split=True)], max_fragmented=3) == 1.0
 
 
+def test_f_frag_connectivity_order():
+    """A cell whose two parts touch only at a corner is one piece in the Moore neighbourhood (the
+    default, the CPM's own) and two in the von Neumann one."""
+    st = squares(4)
+    st.sigma[2:6, 2:6] = 0
+    st.sigma[2:4, 2:4] = 1
+    st.sigma[4:6, 4:6] = 1  # cell 1: two 2×2 blocks meeting at one corner
+    assert f_frag([st], max_fragmented=0) == 1.0
+    assert f_frag([st], max_fragmented=0, connectivity_order=1) == 0.0
+
+
 def test_digit_classifier_learns_digits():
     from sklearn.datasets import load_digits
 

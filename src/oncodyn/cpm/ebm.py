@@ -56,6 +56,8 @@ class PCDOptions:
         reset_relax_mcs: MCS of the model's compiled analytic part (analytic models and closures)
             run on a chain when it is reset to a type-permuted snapshot, so that it starts near the
             model's equilibrium rather than in the permuted, unsorted state (0: off, the spec's).
+        analytic_lr: closures only: Adam learning rate of the analytic part and its weight ``w1``
+            (``None``: ``lr``; 0: frozen at their start, so only the network and ``w2`` train).
         checkpoint_every: steps between checkpoints. seed: random seed.
     """
 
@@ -73,6 +75,7 @@ class PCDOptions:
     block_mcs: float = 1.0
     block_kinetics: str = "classic"
     reset_relax_mcs: float = 0.0
+    analytic_lr: float | None = None
     checkpoint_every: int = 50
     seed: int = 0
 
@@ -87,6 +90,8 @@ class PCDOptions:
             raise ValueError("PCDOptions: ema must be in [0, 1), reset_prob in [0, 1], alpha >= 0")
         if self.sampler not in ("approx", "exact", "classic", "block"):
             raise ValueError(f"PCDOptions.sampler must be 'approx', 'exact', 'classic' or 'block', got {self.sampler!r}")
+        if self.analytic_lr is not None and self.analytic_lr < 0:
+            raise ValueError(f"PCDOptions.analytic_lr must be >= 0 or None, got {self.analytic_lr}")
         if self.reset_relax_mcs < 0:
             raise ValueError(f"PCDOptions.reset_relax_mcs must be >= 0, got {self.reset_relax_mcs}")
         if not self.block_mcs > 0 or self.block_kinetics not in ("classic", "exact"):
@@ -208,6 +213,24 @@ def _relax(model, state: CPMState, opts: PCDOptions, seed: int) -> CPMState:
     return smp.state.copy()
 
 
+def _param_groups(model, opts: PCDOptions) -> list[dict]:
+    """Adam parameter groups: a closure's analytic part and ``w1`` at ``opts.analytic_lr`` (left out
+    when it is 0), everything else at ``opts.lr``."""
+    from oncodyn.cpm.neural import Closure
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not isinstance(model, Closure) or opts.analytic_lr is None:
+        return [{"params": params}]
+    slow = {id(p) for p in model.analytic.parameters()} | {id(model.w1)}
+    fast = [p for p in params if id(p) not in slow]
+    if opts.analytic_lr == 0:
+        for p in params:
+            if id(p) in slow:
+                p.requires_grad_(False)
+        return [{"params": fast}]
+    return [{"params": fast}, {"params": [p for p in params if id(p) in slow], "lr": opts.analytic_lr}]
+
+
 def _energies_and_reg(model, states):
     """``(energies, regularised part)``: a model may regularise only part of its energy (a closure)."""
     if hasattr(model, "energies_and_reg"):
@@ -225,9 +248,13 @@ class PCDTrainer:
         opts: :class:`PCDOptions`.
         periodic: lattice boundary of the snapshots.
         record: ``record(model) -> {name: float}`` logged every step (e.g. learned parameters).
+        chains: starting states of the persistent chains (default: type-permuted data snapshots),
+            e.g. the final chains of an analytic model that warm-starts a closure, so its chains
+            begin near the analytic part's equilibrium instead of unsorted; cycled to ``batch``.
     """
 
-    def __init__(self, model, data: dict[str, np.ndarray], opts: PCDOptions, periodic: bool = True, record=None):
+    def __init__(self, model, data: dict[str, np.ndarray], opts: PCDOptions, periodic: bool = True, record=None,
+                 chains: list[CPMState] | None = None):
         import torch
 
         sig = np.asarray(data["sigma"])
@@ -240,8 +267,11 @@ class PCDTrainer:
         self.ema = copy.deepcopy(model)
         for p in self.ema.parameters():
             p.requires_grad_(False)
-        self.opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=opts.lr)
-        self.chains = [self._from_data() for _ in range(opts.batch)]
+        self.opt = torch.optim.Adam(_param_groups(model, opts), lr=opts.lr)
+        if chains is not None and (not chains or any(c.sigma.shape != sig.shape[1:] for c in chains)):
+            raise ValueError(f"chains must be a non-empty list of states of the data's shape {sig.shape[1:]}")
+        self.chains = ([chains[j % len(chains)].copy() for j in range(opts.batch)] if chains is not None
+                       else [self._from_data() for _ in range(opts.batch)])
         self.it = 0
         self.log = TrainingLog()
 

@@ -510,7 +510,10 @@ class AnalyticTorch(_EnergyModel):
     :class:`~oncodyn.cpm.hamiltonians.Contact` with ``scale = 1``). ``B`` and ``S`` are the
     sufficient statistics of :meth:`statistics`. ``J`` is symmetric with ``J[0, 0] = 0`` and every
     other entry ``softplus`` of a raw parameter; ``λ = softplus(raw)``; so both stay positive.
-    ``V*`` is fixed (a buffer).
+    ``V*`` is fixed (a buffer), or trainable (``learn_target``): ``V* = V*_0 · exp(raw)`` per type,
+    positive, with Adam steps of relative size. A fixed V* cannot explain data whose cells are
+    compressed below it by forces outside the family (N3: mean volume 138 for V* = 150); the fit
+    then lowers λ instead and the sampled cells fragment.
 
     Args:
         n_types: number of cell types.
@@ -525,10 +528,12 @@ class AnalyticTorch(_EnergyModel):
             the grid). ``None`` (default): no potential. This is NeuralCPM's "cellsort + potential"
             baseline.
         potential_type: the type the potential acts on (default: the last type).
+        learn_target: train V* too (see above); ``target_volume`` is then its start V*_0.
     """
 
     def __init__(self, n_types: int, target_volume, order: int = 2, J_init=None, lam_init: float = 1.0,
-                 periodic: bool = True, potential: tuple[int, int] | None = None, potential_type: int | None = None):
+                 periodic: bool = True, potential: tuple[int, int] | None = None, potential_type: int | None = None,
+                 learn_target: bool = False):
         super().__init__()
         self.potential_type = int(n_types) if potential_type is None else int(potential_type)
         if not 1 <= self.potential_type <= int(n_types):
@@ -559,7 +564,10 @@ class AnalyticTorch(_EnergyModel):
             raise ValueError(f"target_volume must be a scalar or have n_types + 1 = {nt} entries, got {vt.shape}")
         vt = vt.copy()
         vt[0] = 0.0
-        self.register_buffer("v_target", torch.tensor(vt, dtype=torch.float32))
+        if np.any(vt[1:] <= 0):
+            raise ValueError(f"target_volume must be > 0, got {vt[1:]}")
+        self.register_buffer("v_target0", torch.tensor(vt, dtype=torch.float32))
+        self.raw_target = nn.Parameter(torch.zeros(nt)) if learn_target else None
         off = neighbour_offsets(2, self.order)
         self._full_off = [tuple(int(v) for v in d) for d in off]
         first = off[np.arange(len(off)), np.argmax(off != 0, axis=1)]
@@ -576,6 +584,11 @@ class AnalyticTorch(_EnergyModel):
     def lam(self) -> torch.Tensor:
         """Volume stiffness λ > 0 (0-d)."""
         return F.softplus(self.raw_lam)
+
+    @property
+    def v_target(self) -> torch.Tensor:
+        """Target volume per type ``[n_types + 1]`` (sites; entry 0 unused)."""
+        return self.v_target0 if self.raw_target is None else self.v_target0 * torch.exp(self.raw_target)
 
     def _check_shape(self, H: int, W: int) -> None:
         if self.phi is not None and (H % self.phi.shape[0] or W % self.phi.shape[1]):
@@ -671,8 +684,11 @@ class AnalyticTorch(_EnergyModel):
         return torch.where(a == b, 0.0, dh)
 
     def parameters_dict(self) -> dict:
-        """``{"J": float64 [n_types + 1, n_types + 1] NumPy array, "lam": float}`` (+ ``"phi"`` grid if any)."""
+        """``{"J": float64 [n_types + 1, n_types + 1] NumPy array, "lam": float}`` (+ ``"target"`` V* per type
+        if trainable, ``"phi"`` grid if any)."""
         out = {"J": self.J().detach().cpu().double().numpy(), "lam": float(self.lam().detach())}
+        if self.raw_target is not None:
+            out["target"] = self.v_target.detach().cpu().double().numpy()
         if self.phi is not None:
             out["phi"] = self.phi.detach().cpu().double().numpy()
         return out

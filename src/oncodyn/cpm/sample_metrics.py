@@ -3,7 +3,10 @@ r"""Quality metrics of sampled CPM states against training snapshots (NeuralCPM 
 - :func:`f_vol` — fraction of states whose every cell volume stays within the training range
   widened by ±10 % of the mean training volume;
 - :func:`f_frag` — fraction of states with at most 3 fragmented cells (more than one
-  4-connected component);
+  connected piece, sites joined through the CPM's second-order (Moore, 8-site) neighbourhood by
+  default — the neighbourhood of the Hamiltonian's contact term and of the copy proposals, and
+  the one NeuralCPM's published f_frag counts with; ``connectivity_order=1`` gives the stricter
+  4-connected count, which also splits cells whose parts touch only at a corner);
 - :func:`classifier_score` — :math:`CS = \exp(\mathbb{E}_x\, KL(p(y|x)\,\|\,p(y)))` with
   :math:`p(y) = \mathbb{E}_x\, p(y|x)`, from the class probabilities of a classifier trained on
   the snapshots (:class:`DigitClassifier`): 1 when samples are uninformative, the number of
@@ -35,9 +38,10 @@ def f_vol(states: Sequence[CPMState], vrange: tuple[float, float]) -> float:
     return float(np.mean(ok))
 
 
-def f_frag(states: Sequence[CPMState], max_fragmented: int = 3) -> float:
-    """Fraction of ``states`` with at most ``max_fragmented`` cells in more than one piece."""
-    return float(np.mean([fragmented_cells(s) <= max_fragmented for s in states]))
+def f_frag(states: Sequence[CPMState], max_fragmented: int = 3, connectivity_order: int = 2) -> float:
+    """Fraction of ``states`` with at most ``max_fragmented`` cells in more than one piece (pieces
+    joined through neighbours of order ``connectivity_order``: 2 = Moore, 1 = von Neumann)."""
+    return float(np.mean([fragmented_cells(s, connectivity_order) <= max_fragmented for s in states]))
 
 
 def classifier_score(probs: np.ndarray, eps: float = 1e-12) -> float:

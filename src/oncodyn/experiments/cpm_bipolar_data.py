@@ -124,13 +124,13 @@ def run_bipolar_data(cfg: BipolarDataConfig, ctx: RunContext) -> ExperimentResul
     for label, states, r in (("snapshots (training data)", data, r_data),
                              ("random starting clusters (0 MCS)", starts, r_start)):
         rows.append([label, PUBLISHED if states is data else "-", f"{f_vol(states, vr):.2f}", f"{f_frag(states):.2f}",
-                     f"{r:.2f}", f"{np.mean([fragmented_cells(s) for s in states]):.2f}"])
+                     f"{r:.2f}", f"{np.mean([fragmented_cells(s, 2) for s in states]):.2f}"])
     table = Comparison(
         title=f"Bipolar-axis data ({cfg.shape[0]}×{cfg.shape[1]}, {cfg.n_cells} cells, V* = {cfg.target:g}, "
               f"μ = {cfg.mu:g}, T = {cfg.temperature:g}, λ = {cfg.lam:g}, poles at {cfg.pole_distance:g} R, "
               f"{cfg.mcs:g} {cfg.sampler} MCS, {len(data)} snapshots)",
         columns=["states", "published (N3 metrics of the models are for the N3 training)", "f_vol", "f_frag",
-                 "variance ratio (bipolar)", "fragmented cells / state"], rows=rows,
+                 "variance ratio (bipolar)", "fragmented cells / state (Moore pieces)"], rows=rows,
         note="Variance ratio: variance of the type-2 sites along their principal axis over that of all cell sites "
              "(> 1: type 2 at both ends of the axis; ≈ 1 (here ≈ 1.15, the principal axis of a random half picks "
              "its largest spread) for random types; < 1: one compact pole or a core). f_vol uses the snapshots' own "

@@ -49,9 +49,13 @@ class ModelsConfig(ExperimentConfig):
         iterations: PCD iterations of a network; analytic_iterations: of an analytic model
             (cheap, compiled sampler). batch: chains and data snapshots per iteration.
         alpha: the energy regulariser of the networks (the spec gives no value; see above).
-        lr: Adam learning rate of the networks (the spec's). analytic_lr: of the analytic models,
-            whose raw parameters must travel several units from their start (J = λ = 1) — at
-            1e-3 Adam moves them about 1 in 1,000 steps. ema, reset_prob: PCD options.
+        lr: Adam learning rate of the networks (the spec's). analytic_lr: of the analytic models
+            (the spec's 1e-3 by default; Adam then moves a raw parameter about 1 in 1,000 steps, so
+            they get ``analytic_iterations`` = 3,000). At 1e-2 (the default before) the fits to N2
+            and N3 data ran away: J12 and J(2,m) rose without bound while λ and the same-type J
+            fell (N3: J12 9.3, λ 0.05 after 1,000 steps), the chains lagging ever further behind
+            the data; the samples then lost volume control (N3 f_vol 0.69 against 1.00 now).
+            ema, reset_prob: PCD options.
         mcs_per_iter, analytic_mcs_per_iter: sampler MCS per chain per iteration (networks,
             analytic models; the compiled samplers afford more mixing). k_frac: proposals per batch of the
             approximate sampler, as a fraction of the border sites. delta: network ΔH
@@ -68,7 +72,17 @@ class ModelsConfig(ExperimentConfig):
             reset to a type-permuted snapshot (:class:`~oncodyn.cpm.ebm.PCDOptions`). Off by
             default (the spec's resets): in N2, 200 MCS left the chains' energy gap to the data
             (~2,300) and the samples (f_vol 1.00, f_frag 0.44, CS 1.67) as they were.
+            closure_analytic_lr: Adam learning rate of the closure's analytic part and ``w1``
+            (``None``: ``lr``; 0, the default: frozen at the ``cellsort`` fit, so only the network
+            and ``w2`` train — the analytic part has been fitted by PCD already, and trained
+            jointly it resumed the runaway above: w1 1.0 → 1.2 and J12 up in 200 N3 iterations).
+            closure_warm_chains: start the closure's persistent chains from the final chains of the
+            ``cellsort`` fit (near the analytic part's equilibrium) rather than type-permuted
+            snapshots, so the network's first gradients compare data with what the analytic part
+            makes, not with unsorted tissue (default on; resets still draw type-permuted data).
         potential_grid: blocks per side of the learned potential of ``cellsort+potential``.
+        learn_target: the analytic parts train their target volumes V* too (per type, from the
+            data's V*; see :class:`~oncodyn.cpm.neural.AnalyticTorch`).
         eval_samples: samples per model, each from a fresh random aggregate. eval_mcs: MCS run
             from each start by the compiled samplers (analytic models, block-sampled closures, the
             ground truth) — the data's own length by default; network_eval_mcs: by the
@@ -78,10 +92,10 @@ class ModelsConfig(ExperimentConfig):
 
     models: list[str] = list(MODEL_KINDS)
     iterations: int = Field(200, ge=1)
-    analytic_iterations: int = Field(1000, ge=1)
+    analytic_iterations: int = Field(3000, ge=1)
     batch: int = Field(8, ge=1)
     lr: float = Field(1e-3, gt=0)
-    analytic_lr: float = Field(1e-2, gt=0)
+    analytic_lr: float = Field(1e-3, gt=0)
     ema: float = Field(0.99, ge=0, lt=1)
     reset_prob: float = Field(0.01, ge=0, le=1)
     alpha: float = Field(1e-2, ge=0)
@@ -94,6 +108,9 @@ class ModelsConfig(ExperimentConfig):
     block_mcs: float = Field(2.0, gt=0)
     closure_mcs_per_iter: float = Field(10.0, gt=0)
     closure_reset_relax_mcs: float = Field(0.0, ge=0)
+    closure_analytic_lr: float | None = Field(0.0, ge=0)
+    closure_warm_chains: bool = True
+    learn_target: bool = False
     widths: list[int] = [8, 16, 32, 32]
     pools: list[int] = [2, 2, 1, 1]
     embed: int = Field(5, ge=1)
@@ -120,10 +137,11 @@ def build_model(kind: str, cfg: ModelsConfig, n_types: int, target: float, shape
     arch = {"widths": cfg.widths, "pools": cfg.pools, "embed": cfg.embed}
     if len(cfg.widths) != len(cfg.pools):
         raise ValueError(f"widths and pools must have the same length, got {cfg.widths}, {cfg.pools}")
+    lt = {"learn_target": cfg.learn_target}
     if kind == "cellsort":
-        m = AnalyticTorch(n_types, target)
+        m = AnalyticTorch(n_types, target, **lt)
     elif kind == "cellsort+potential":
-        m = AnalyticTorch(n_types, target, potential=(cfg.potential_grid, cfg.potential_grid))
+        m = AnalyticTorch(n_types, target, potential=(cfg.potential_grid, cfg.potential_grid), **lt)
     elif kind == "cnn":
         m = CNNHamiltonian(n_types, **arch)
     elif kind == "1nh+cnn":
@@ -132,8 +150,9 @@ def build_model(kind: str, cfg: ModelsConfig, n_types: int, target: float, shape
     elif kind == "nh":
         m = NeuralHamiltonian(n_types, **arch)
     elif kind == "nh+closure":
-        kw = {} if warm is None else {"J_init": warm["J"], "lam_init": float(warm["lam"])}
-        m = Closure(AnalyticTorch(n_types, target, **kw), NeuralHamiltonian(n_types, **arch))
+        kw = {} if warm is None else {"J_init": warm["J"], "lam_init": float(warm["lam"])}  # chains: in PCD
+        tv = warm["target"] if warm is not None and "target" in warm else target
+        m = Closure(AnalyticTorch(n_types, tv, **kw, **lt), NeuralHamiltonian(n_types, **arch))
     else:
         raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {kind!r}")
     m._check_shape(*shape)
@@ -151,6 +170,8 @@ def _record(model) -> dict:
         p = model.parameters_dict()
         out.update({"J11": p["J"][1, 1], "J12": p["J"][1, 2], "J22": p["J"][2, 2], "J1m": p["J"][0, 1],
                     "J2m": p["J"][0, 2], "lambda": p["lam"]})
+        if "target" in p:
+            out.update({f"V{t}": v for t, v in enumerate(p["target"]) if t > 0})
     return out
 
 
@@ -195,8 +216,12 @@ def train_and_sample(kind: str, cfg: ModelsConfig, data: dict[str, np.ndarray], 
                           lr=cfg.analytic_lr if analytic else cfg.lr, ema=cfg.ema, reset_prob=cfg.reset_prob,
                           alpha=0.0 if analytic else cfg.alpha, mcs_per_iter=mcs, k_frac=cfg.k_frac, delta=cfg.delta,
                           sampler=sampler, block_mcs=cfg.block_mcs, block_kinetics=cfg.analytic_sampler,
-                          reset_relax_mcs=cfg.closure_reset_relax_mcs if block else 0.0, seed=cfg.seed)
-        trainer = PCDTrainer(model, data, opts, record=_record)
+                          reset_relax_mcs=cfg.closure_reset_relax_mcs if block else 0.0, seed=cfg.seed,
+                          analytic_lr=cfg.closure_analytic_lr)
+        chains = None
+        if kind == "nh+closure" and cfg.closure_warm_chains and warm is not None and "chain_sigma" in warm:
+            chains = states_of({"sigma": warm["chain_sigma"], "cell_type": warm["chain_cell_type"]})
+        trainer = PCDTrainer(model, data, opts, record=_record, chains=chains)
         log = trainer.train(checkpoint=ctx.rundir.checkpoint(f"pcd_{kind}"), progress=ctx.progress,
                             desc=f"PCD {kind}")
         ema = trainer.ema.eval()
@@ -224,6 +249,11 @@ def train_and_sample(kind: str, cfg: ModelsConfig, data: dict[str, np.ndarray], 
         if isinstance(part, AnalyticTorch):
             p = part.parameters_dict()
             out.update({"J": p["J"], "lam": np.array(p["lam"])})
+            if "target" in p:
+                out["target"] = p["target"]
+            if analytic:  # the final persistent chains, to warm-start a closure's chains
+                out.update({"chain_sigma": np.stack([c.sigma for c in trainer.chains]),
+                            "chain_cell_type": np.stack([c.cell_type for c in trainer.chains])})
             if "phi" in p:
                 out["phi"] = p["phi"]
         return out
@@ -239,7 +269,7 @@ def train_models(cfg: ModelsConfig, data: dict[str, np.ndarray], start: Callable
     for kind in cfg.models:
         res = train_and_sample(kind, cfg, data, start, target, ctx, warm)
         if kind == "cellsort":
-            warm = {"J": res["J"], "lam": res["lam"]}
+            warm = {k: res[k] for k in ("J", "lam", "target", "chain_sigma", "chain_cell_type") if k in res}
         yield kind, res
 
 
