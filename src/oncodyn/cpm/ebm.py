@@ -221,14 +221,14 @@ def _param_groups(model, opts: PCDOptions) -> list[dict]:
     params = [p for p in model.parameters() if p.requires_grad]
     if not isinstance(model, Closure) or opts.analytic_lr is None:
         return [{"params": params}]
-    slow = {id(p) for p in model.analytic.parameters()} | {id(model.w1)}
-    fast = [p for p in params if id(p) not in slow]
+    slow_ids = {id(p) for p in model.analytic.parameters()} | {id(model.w1)}
+    fast = [p for p in params if id(p) not in slow_ids]
+    slow = [p for p in params if id(p) in slow_ids]
     if opts.analytic_lr == 0:
-        for p in params:
-            if id(p) in slow:
-                p.requires_grad_(False)
+        for p in slow:  # frozen: no gradients accumulate on them
+            p.requires_grad_(False)
         return [{"params": fast}]
-    return [{"params": fast}, {"params": [p for p in params if id(p) in slow], "lr": opts.analytic_lr}]
+    return [{"params": fast}, {"params": slow, "lr": opts.analytic_lr}]
 
 
 def _energies_and_reg(model, states):

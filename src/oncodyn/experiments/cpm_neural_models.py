@@ -150,7 +150,7 @@ def build_model(kind: str, cfg: ModelsConfig, n_types: int, target: float, shape
     elif kind == "nh":
         m = NeuralHamiltonian(n_types, **arch)
     elif kind == "nh+closure":
-        kw = {} if warm is None else {"J_init": warm["J"], "lam_init": float(warm["lam"])}  # chains: in PCD
+        kw = {} if warm is None else {"J_init": warm["J"], "lam_init": float(warm["lam"])}
         tv = warm["target"] if warm is not None and "target" in warm else target
         m = Closure(AnalyticTorch(n_types, tv, **kw, **lt), NeuralHamiltonian(n_types, **arch))
     else:
