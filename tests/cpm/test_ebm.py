@@ -7,7 +7,7 @@ import torch
 from oncodyn.cpm.ebm import PCDOptions, PCDTrainer, best_fit_scale, permute_types
 from oncodyn.cpm.hamiltonians import Contact, Hamiltonian, Volume
 from oncodyn.cpm.lattice import Lattice, voronoi_blob
-from oncodyn.cpm.neural import AnalyticTorch
+from oncodyn.cpm.neural import AnalyticTorch, CNNHamiltonian
 from oncodyn.cpm.samplers import MetropolisSampler
 
 J_TRUE = np.array([[0, 1.5, 1.5], [1.5, 1.0, 2.0], [1.5, 2.0, 1.0]])
@@ -181,3 +181,54 @@ def test_closure_analytic_learning_rate_and_warm_chains(data):
         PCDOptions(analytic_lr=-1.0)
     with pytest.raises(ValueError, match="chains must be"):
         PCDTrainer(AnalyticTorch(2, V_TARGET), data, PCDOptions(batch=2), chains=[])
+
+
+class _LinearTypeField(CNNHamiltonian):
+    """A network whose energy is linear in its one-hot type map: Σ_x w(x) [τ(σ_x) = 2]."""
+
+    def __init__(self, w):
+        super().__init__(2, widths=(1,), pools=(1,), embed=1)
+        self.w = torch.nn.Parameter(torch.as_tensor(w, dtype=torch.float32))
+
+    def _energy_x(self, x):
+        return (x[:, 2] * self.w).sum((1, 2))
+
+
+def test_guided_sampler_with_a_linear_network_is_the_exact_external_potential():
+    """A network linear in its input is its own linearisation: the guided sampler must then run the
+    same chain, copy for copy, as the compiled sampler with that energy as an external potential."""
+    from oncodyn.cpm.ebm import advance
+    from oncodyn.cpm.hamiltonians import ExternalPotential
+    from oncodyn.cpm.neural import Closure
+
+    rng = np.random.default_rng(3)
+    st = voronoi_blob(Lattice((30, 30)), 6, 40.0, rng)
+    w = np.linspace(-2.0, 2.0, 30)[None, :].repeat(30, 0)  # type 2 pulled to the left
+    model = Closure(AnalyticTorch(2, 40.0, J_init=J_TRUE, lam_init=LAM_TRUE), _LinearTypeField(w), w1=1.0, w2=1.0)
+    opts = PCDOptions(sampler="guided", block_mcs=50.0, temperature=1.0)
+    got = advance(model, st, 20.0, opts, seed=7)
+    ham = Hamiltonian((Contact(J_TRUE, order=2), Volume(lam=LAM_TRUE, target=40.0),
+                       ExternalPotential(w.astype(np.float32).astype(float), mu=[0.0, 0.0, 1.0])), temperature=1.0)
+    ref = MetropolisSampler(st, ham, seed=int(np.random.default_rng(7).integers(2**62)), hastings=False)
+    ref.sweep(20.0)
+    np.testing.assert_array_equal(got.sigma, ref.state.sigma)
+    assert got.mcs == pytest.approx(st.mcs + 20.0)
+    # and the pull is felt: type 2 ends further left than without the network
+    model0 = Closure(AnalyticTorch(2, 40.0, J_init=J_TRUE, lam_init=LAM_TRUE), _LinearTypeField(w), w2=0.0)
+    free = advance(model0, st, 20.0, opts, seed=7)
+    col = lambda s: np.argwhere(s.cell_type[s.sigma] == 2)[:, 1].mean()  # noqa: E731
+    assert col(got) < col(free) - 1.0
+
+
+def test_guided_sampler_trains_a_closure_and_refuses_other_models(data):
+    from oncodyn.cpm.neural import Closure, NeuralHamiltonian
+
+    torch.manual_seed(0)
+    small = {"sigma": np.stack([np.pad(s, 6, mode="wrap") for s in data["sigma"][:6]]),
+             "cell_type": data["cell_type"][:6]}
+    model = Closure(AnalyticTorch(2, V_TARGET), NeuralHamiltonian(2, widths=(4, 8), pools=(3, 2), embed=3))
+    opts = PCDOptions(iterations=3, batch=2, mcs_per_iter=2.0, sampler="guided", block_mcs=0.5, alpha=0.01)
+    log = PCDTrainer(model, small, opts).train(progress=False)
+    assert len(log.loss) == 3 and np.all(np.isfinite(log.loss))
+    with pytest.raises(ValueError, match="needs a Closure"):
+        PCDTrainer(AnalyticTorch(2, V_TARGET), data, opts).step()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from oncodyn.cpm import kernels as K
-from oncodyn.cpm.hamiltonians import Chemotaxis, Contact, ExternalPotential, Hamiltonian, Perimeter, Volume
+from oncodyn.cpm.hamiltonians import CellField, Chemotaxis, Contact, ExternalPotential, Hamiltonian, Perimeter, Volume
 from oncodyn.cpm.lattice import CPMState, Lattice
 from oncodyn.cpm.samplers import MetropolisSampler
 
@@ -17,7 +17,8 @@ def hamiltonian(shape, order, rng, form="potential"):
     phi, c = rng.normal(size=shape), rng.normal(size=shape)
     terms = (Contact(J, order=order, scale=0.7), Volume(lam=[0, 0.5, 0.3], target=[0, 4, 5]),
              Perimeter(lam=[0, 0.05, 0.02], target=[0, 10, 12], order=max(1, order - 1)),
-             ExternalPotential(phi, [0.1, 0.5, -0.3]), Chemotaxis(c, [0.0, 1.0, 2.0], form=form))
+             ExternalPotential(phi, [0.1, 0.5, -0.3]), Chemotaxis(c, [0.0, 1.0, 2.0], form=form),
+             CellField(rng.normal(size=(6, *shape))))  # a field per id of random_state's six
     return terms, Hamiltonian(terms, temperature=2.0, copy_order=order)
 
 
@@ -61,7 +62,7 @@ def test_compiled_delta_equals_readable(shape, periodic, order, rng):
         p = eng.params
         for x, y in random_copies(st, order, rng, 30):
             dk, ma, mb = K.local_delta(x, y, eng.sigma[y], eng.sigma[x], eng.sigma, p.ctype, p.nbr, eng.vol, eng.perim,
-                                       p.J, p.lam_v, p.v_t, p.lam_p, p.p_t, p.phi, p.mu, p.chem, p.chi, p.n_prop,
+                                       p.J, p.lam_v, p.v_t, p.lam_p, p.p_t, p.phi, p.mu, p.chem, p.chi, p.cfield, p.n_prop,
                                        p.n_contact, p.n_perim, p.chem_form)
             assert dk == pytest.approx(ham.delta(st, (x, y)), abs=1e-9)
             nbx = eng.sigma[p.nbr[x, : p.n_prop]]

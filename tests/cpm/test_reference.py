@@ -5,7 +5,7 @@ import pytest
 
 from oncodyn.cpm import exactness as exactness_cases
 from oncodyn.cpm.exactness import chi2_against
-from oncodyn.cpm.hamiltonians import Chemotaxis, Contact, ExternalPotential, Hamiltonian, Perimeter, Volume
+from oncodyn.cpm.hamiltonians import CellField, Chemotaxis, Contact, ExternalPotential, Hamiltonian, Perimeter, Volume
 from oncodyn.cpm.lattice import Lattice, voronoi_blob
 from oncodyn.cpm.reference import PythonMetropolis, metropolis_python
 
@@ -24,7 +24,8 @@ def full_case(shape, periodic, chem_form="copy", seed=3):
     ham = Hamiltonian((Contact(j, order=2), Volume(lam=[0, 1.0, 0.7], target=[0, 25, 30]),
                        Perimeter(lam=[0, 0.2, 0.1], target=[0, 18, 22], order=3),
                        ExternalPotential(rng.normal(size=shape), mu=[0.3, -1.0, 2.0]),
-                       Chemotaxis(rng.uniform(0, 5, size=shape), chi=[0.5, 3.0, -2.0], form=chem_form)),
+                       Chemotaxis(rng.uniform(0, 5, size=shape), chi=[0.5, 3.0, -2.0], form=chem_form),
+                       CellField(rng.normal(size=(st.n_cells + 1, *shape)))),
                       temperature=12.0, copy_order=2)
     return st, ham
 

@@ -35,6 +35,9 @@ from oncodyn.cpm.lattice import CPMState, Lattice
 from oncodyn.cpm.samplers import ApproxParallelSampler, MetropolisSampler
 
 
+SAMPLERS = ("approx", "exact", "classic", "block", "guided")
+
+
 @dataclass(frozen=True)
 class PCDOptions:
     """Training options (defaults: the spec's).
@@ -49,7 +52,10 @@ class PCDOptions:
             Boltzmann) or ``classic`` (the classic CPM acceptance) — PCD's fixed point is unbiased
             only when the chains run the kinetics that made the data; closures only: ``block``
             (:class:`~oncodyn.cpm.block_sampler.BlockSampler`: blocks of ``block_mcs`` MCS of the
-            compiled analytic part with ``block_kinetics``, each accepted by the network).
+            compiled analytic part with ``block_kinetics``, each accepted by the network) or ``guided``
+            (blocks of ``block_mcs`` MCS of the compiled sampler with ``block_kinetics`` under the
+            exact analytic part plus the network linearised at the block's start, see
+            :func:`advance_guided`).
         delta: ΔH of the proposals for a network (see :func:`oncodyn.cpm.neural.make_delta_fn`):
             ``auto`` (exact, local where the architecture allows it), ``grad`` (first order, one
             backward pass per batch of proposals: the CPU default of the NeuralCPM experiments).
@@ -88,8 +94,8 @@ class PCDOptions:
                 raise ValueError(f"PCDOptions.{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.ema < 1 or not 0 <= self.reset_prob <= 1 or self.alpha < 0:
             raise ValueError("PCDOptions: ema must be in [0, 1), reset_prob in [0, 1], alpha >= 0")
-        if self.sampler not in ("approx", "exact", "classic", "block"):
-            raise ValueError(f"PCDOptions.sampler must be 'approx', 'exact', 'classic' or 'block', got {self.sampler!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"PCDOptions.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.analytic_lr is not None and self.analytic_lr < 0:
             raise ValueError(f"PCDOptions.analytic_lr must be >= 0 or None, got {self.analytic_lr}")
         if self.reset_relax_mcs < 0:
@@ -138,6 +144,8 @@ def advance(model, state: CPMState, mcs: float, opts: PCDOptions, seed: int, sta
 
     if opts.sampler == "block":
         return _advance_block(model, state, mcs, opts, seed, stats)
+    if opts.sampler == "guided":
+        return advance_guided(model, state, mcs, opts, seed)
     if hasattr(model, "to_hamiltonian"):
         ham, kin = _analytic_part(model, state, opts)
         if opts.sampler in ("exact", "classic"):
@@ -179,6 +187,44 @@ def _advance_block(model, state: CPMState, mcs: float, opts: PCDOptions, seed: i
     if stats is not None:
         stats["block_acceptance"] = smp.acceptance
     return out
+
+
+def advance_guided(model, state: CPMState, mcs: float, opts: PCDOptions, seed: int) -> CPMState:
+    r"""A closure's chain with the network as a force: ``mcs`` MCS in blocks of ``opts.block_mcs``.
+
+    At the start of each block the network is linearised (:func:`oncodyn.cpm.neural.gradient_field`,
+    one forward and one backward pass): ``H_NN(σ') ≈ H_NN(σ) + Σ_x F[σ'_x, x] − F[σ_x, x]``. The block
+    then runs the compiled CPM sampler (``opts.block_kinetics``, single-site copies in random order)
+    under the exact analytic part plus this linear part (a
+    :class:`~oncodyn.cpm.hamiltonians.CellField`), at the closure's temperature:
+    :math:`(w_1 ΔH_a + w_2 ΔH_{NN}) / T`. Every copy feels the network's pull, as in NeuralCPM's
+    approximate sampler with first-order ΔH, but the analytic part is exact and sequential, so the
+    cells keep the kinetics the analytic part was fitted with. Approximate: the field is refreshed
+    once per block and is first order (``oncodyn bench neuralcpm`` reports the error of first-order
+    ΔH). Unlike the block sampler (:mod:`oncodyn.cpm.block_sampler`), which can only accept or
+    reject what the analytic part proposes, this one moves cells where the network's energy
+    falls; it costs one forward and backward pass per block.
+    """
+    from oncodyn.cpm.hamiltonians import CellField, Hamiltonian
+    from oncodyn.cpm.neural import Closure, gradient_field
+
+    if not isinstance(model, Closure):
+        raise ValueError(f"sampler 'guided' needs a Closure (analytic + network), got {type(model).__name__}")
+    w1, w2 = float(model.w1.detach()), float(model.w2.detach())
+    if not w1 > 0:
+        raise ValueError(f"sampler 'guided' needs the closure's analytic weight w1 > 0, got {w1}")
+    ham, kin = _analytic_part(model, state, opts)  # H_a at T / w1
+    rng = np.random.default_rng(seed)
+    st, left = state.copy(), float(mcs)
+    while left > 1e-12:
+        m = min(opts.block_mcs, left)
+        f = gradient_field(model.network, st.sigma, st.cell_type).cpu().double().numpy() * (w2 / w1)
+        h = Hamiltonian(ham.terms + (CellField(f),), temperature=ham.temperature, copy_order=ham.copy_order)
+        smp = MetropolisSampler(st, h, seed=int(rng.integers(2**62)), hastings=kin == "exact")
+        smp.sweep(m)
+        st = smp.state
+        left -= m
+    return st.copy()
 
 
 def _analytic_part(model, state: CPMState, opts: PCDOptions):

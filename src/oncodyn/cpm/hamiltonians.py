@@ -299,6 +299,46 @@ class Chemotaxis:
         return float(-c[x] * (self.chi[ta] - self.chi[tb]))
 
 
+@dataclass(frozen=True, eq=False)
+class CellField:
+    """``Σ_x F[σ_x, x]``: an energy per (cell id, site) — each cell, and the medium (id 0), has its own field.
+
+    The first-order (linearised) energy of a network on per-cell encodings has this form (see
+    :func:`oncodyn.cpm.neural.gradient_field`): a copy of cell ``a`` into site x held by ``b``
+    costs ``F[a, x] − F[b, x]``. The ids must not change while it is in use.
+
+    Attributes:
+        field: F, shape ``[n_cells + 1, *lattice shape]`` (energy units; row 0 = medium).
+    """
+
+    field: np.ndarray
+
+    def __post_init__(self):
+        f = np.asarray(self.field, float)
+        if f.ndim < 2 or len(f) < 1:
+            raise ValueError(f"CellField.field must be [n_cells + 1, *lattice shape], got shape {f.shape}")
+        if not np.all(np.isfinite(f)):
+            raise ValueError("CellField.field must be finite")
+        object.__setattr__(self, "field", f)
+
+    def _check(self, state: CPMState) -> None:
+        want = (state.n_cells + 1, *state.lattice.shape)
+        if self.field.shape != want:
+            raise ValueError(f"CellField.field has shape {self.field.shape}; this state needs {want}")
+
+    def energy(self, state: CPMState) -> float:
+        self._check(state)
+        f = self.field.reshape(len(self.field), -1)
+        return float(f[state.sigma.ravel(), np.arange(f.shape[1])].sum())
+
+    def delta(self, state: CPMState, copy: tuple[int, int]) -> float:
+        self._check(state)
+        x, y = copy
+        sig = state.sigma.ravel()
+        f = self.field.reshape(len(self.field), -1)
+        return float(f[sig[y], x] - f[sig[x], x])
+
+
 def _with_wall(state: CPMState) -> np.ndarray:
     """Flat ids with one extra entry for the wall site, id ``n_cells + 1`` (type 0)."""
     return np.append(state.sigma.ravel(), state.n_cells + 1).astype(np.int64)
@@ -309,7 +349,8 @@ class KernelParams(NamedTuple):
 
     ``nbr`` [N, n_max] int32; ``ctype`` [n_cells + 2] (last = wall, type 0); ``J`` scaled
     [n_types + 1]²; per-cell ``lam_v``, ``v_t``, ``lam_p``, ``p_t`` [n_cells + 2]; ``phi``,
-    ``chem`` [N] or empty; ``mu``, ``chi`` per type; ints ``n_prop``, ``n_contact``, ``n_perim``,
+    ``chem`` [N] or empty; ``mu``, ``chi`` per type; ``cfield`` [n_cells + 2, N] (last row: the
+    wall, zero) or empty [0, 0]; ints ``n_prop``, ``n_contact``, ``n_perim``,
     ``chem_form`` (0 copy, 1 potential); ``temperature``.
     """
 
@@ -324,6 +365,7 @@ class KernelParams(NamedTuple):
     mu: np.ndarray
     chem: np.ndarray
     chi: np.ndarray
+    cfield: np.ndarray
     n_prop: int
     n_contact: int
     n_perim: int
@@ -331,7 +373,7 @@ class KernelParams(NamedTuple):
     temperature: float
 
 
-TERMS = (Contact, Volume, Perimeter, ExternalPotential, Chemotaxis)
+TERMS = (Contact, Volume, Perimeter, ExternalPotential, Chemotaxis, CellField)
 
 
 @dataclass(frozen=True, eq=False)
@@ -405,13 +447,20 @@ class Hamiltonian:
         if ch is not None:
             ch._check(state)
         empty = np.zeros(0)
+        cf = self.term(CellField)
+        if cf is not None:
+            cf._check(state)
+            cfield = np.zeros((state.n_cells + 2, lat.n_sites))
+            cfield[:-1] = cf.field.reshape(state.n_cells + 1, -1)
+        else:
+            cfield = np.zeros((0, 0))
         return KernelParams(
             nbr=nbr, ctype=ctype, J=np.ascontiguousarray(J, np.float64),
             lam_v=wall(lam_v), v_t=wall(v_t), lam_p=wall(lam_p), p_t=wall(p_t),
             phi=e.field.ravel().astype(np.float64) if e is not None else empty,
             mu=e.mu.astype(np.float64) if e is not None else empty,
             chem=ch.field.ravel().astype(np.float64) if ch is not None else empty,
-            chi=ch.chi.astype(np.float64) if ch is not None else empty,
+            chi=ch.chi.astype(np.float64) if ch is not None else empty, cfield=cfield,
             n_prop=neighbourhood_size(nd, o_copy), n_contact=neighbourhood_size(nd, o_con) if o_con else 0,
             n_perim=neighbourhood_size(nd, o_per) if o_per else 0,
             chem_form=0 if ch is None or ch.form == "copy" else 1, temperature=float(self.temperature))

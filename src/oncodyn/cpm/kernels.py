@@ -51,7 +51,7 @@ from oncodyn.core.fastrng import below, two_ints, uniform
 
 
 @numba.njit(cache=True, inline="always")
-def local_delta(x, y, a, b, sigma, ctype, nbr, vol, perim, J, lam_v, v_t, lam_p, p_t, phi, mu, chem, chi,
+def local_delta(x, y, a, b, sigma, ctype, nbr, vol, perim, J, lam_v, v_t, lam_p, p_t, phi, mu, chem, chi, cfield,
                 n_prop, n_contact, n_perim, chem_form):
     """ΔH of σ(x): b → a (a copied from y) and (m_a, m_b) in the copy neighbourhood."""
     ta = ctype[a]
@@ -95,6 +95,8 @@ def local_delta(x, y, a, b, sigma, ctype, nbr, vol, perim, J, lam_v, v_t, lam_p,
             dh += lam_p[b] * ((pb + dpb) ** 2 - pb * pb)
     if phi.shape[0] > 0:
         dh += phi[x] * (mu[ta] - mu[tb])
+    if cfield.shape[0] > 0:  # a field per cell id (CellField): the energy of site x held by a vs by b
+        dh += cfield[a, x] - cfield[b, x]
     if chem.shape[0] > 0:
         if chem_form == 0:
             dh -= chi[ta] * (chem[x] - chem[y])
@@ -205,7 +207,7 @@ def stays_connected(x, a, b, sigma, nbr, n_conn, stamp, tstamp, queue, gen):
 
 @numba.njit(cache=True)
 def run_attempts(k, budget, n_sel, sigma, ctype, nbr, vol, perim, ndiff, blist, bpos, nborder, site_owner,
-                 cell_owner, rng, stamp, tstamp, queue, gens, J, lam_v, v_t, lam_p, p_t, phi, mu, chem, chi,
+                 cell_owner, rng, stamp, tstamp, queue, gens, J, lam_v, v_t, lam_p, p_t, phi, mu, chem, chi, cfield,
                  n_prop, n_contact, n_perim, chem_form, temperature, hastings, connectivity, n_conn):
     """``budget`` random-site attempts of thread ``k`` over its ``n_sel`` selectable sites.
 
@@ -239,7 +241,7 @@ def run_attempts(k, budget, n_sel, sigma, ctype, nbr, vol, perim, ndiff, blist, 
         if b != 0 and vol[b] <= 1:
             continue  # a copy may not delete a cell
         dh, ma, mb = local_delta(x, y, a, b, sigma, ctype, nbr, vol, perim, J, lam_v, v_t, lam_p, p_t, phi, mu,
-                                 chem, chi, n_prop, n_contact, n_perim, chem_form)
+                                 chem, chi, cfield, n_prop, n_contact, n_perim, chem_form)
         if hastings:
             if mb == 0:
                 continue  # the reverse copy could never be proposed
@@ -262,19 +264,19 @@ def run_attempts(k, budget, n_sel, sigma, ctype, nbr, vol, perim, ndiff, blist, 
 
 @numba.njit(cache=True)
 def sweep_sequential(budget, sigma, ctype, nbr, vol, perim, ndiff, blist, bpos, nborder, site_owner, cell_owner,
-                     rng, stamp, tstamp, queue, gens, J, lam_v, v_t, lam_p, p_t, phi, mu, chem, chi, n_prop,
+                     rng, stamp, tstamp, queue, gens, J, lam_v, v_t, lam_p, p_t, phi, mu, chem, chi, cfield, n_prop,
                      n_contact, n_perim, chem_form, temperature, hastings, connectivity, n_conn):
     """``budget`` random-site attempts of the sequential exact sampler (thread 0, every site)."""
     return run_attempts(0, budget, ndiff.shape[0], sigma, ctype, nbr, vol, perim, ndiff, blist, bpos, nborder,
                         site_owner, cell_owner, rng, stamp, tstamp, queue, gens, J, lam_v, v_t, lam_p, p_t, phi,
-                        mu, chem, chi, n_prop, n_contact, n_perim, chem_form, temperature, hastings, connectivity,
+                        mu, chem, chi, cfield, n_prop, n_contact, n_perim, chem_form, temperature, hastings, connectivity,
                         n_conn)
 
 
 @numba.njit(cache=True, parallel=True)
 def sweep_parallel(n_phases, frac, n_threads, n_slabs, rows, reach, periodic, sigma, ctype, nbr, vol, perim, ndiff,
                    blist, bpos, nborder, site_owner, cell_owner, rng, stamp, tstamp, queue, gens, J, lam_v, v_t,
-                   lam_p, p_t, phi, mu, chem, chi, n_prop, n_contact, n_perim, chem_form, temperature, hastings,
+                   lam_p, p_t, phi, mu, chem, chi, cfield, n_prop, n_contact, n_perim, chem_form, temperature, hastings,
                    connectivity, n_conn):
     """``n_phases`` phases of the parallel exact sampler over ``n_slabs`` slabs (thread t runs slabs
     t, t + n_threads, …, one after another); each slab gets ``frac`` × (its sites) random-site
@@ -346,7 +348,7 @@ def sweep_parallel(n_phases, frac, n_threads, n_slabs, rows, reach, periodic, si
                 budget = np.int64(round(frac * n_int[k]))
                 att[k], acc[k] = run_attempts(k, budget, n_int[k], sigma, ctype, nbr, vol, perim, ndiff, blist, bpos,
                                               nborder, site_owner, cell_owner, rng, stamp, tstamp, queue, gens, J,
-                                              lam_v, v_t, lam_p, p_t, phi, mu, chem, chi, n_prop, n_contact, n_perim,
+                                              lam_v, v_t, lam_p, p_t, phi, mu, chem, chi, cfield, n_prop, n_contact, n_perim,
                                               chem_form, temperature, hastings, connectivity, n_conn)
         for k in range(n_slabs):
             tot_att += att[k]
@@ -396,12 +398,12 @@ def approx_propose(n_prop_k, sigma, nbr, n_prop, blist, nborder, rng, mark, gens
 
 @numba.njit(cache=True)
 def batch_delta(n, targets, sources, new_ids, sigma, ctype, nbr, vol, perim, J, lam_v, v_t, lam_p, p_t, phi, mu,
-                chem, chi, n_prop, n_contact, n_perim, chem_form, out):
+                chem, chi, cfield, n_prop, n_contact, n_perim, chem_form, out):
     """ΔH of each of the first ``n`` proposals against the same (current) state."""
     for i in range(n):
         x = targets[i]
         dh, _, _ = local_delta(x, sources[i], new_ids[i], sigma[x], sigma, ctype, nbr, vol, perim, J, lam_v, v_t,
-                               lam_p, p_t, phi, mu, chem, chi, n_prop, n_contact, n_perim, chem_form)
+                               lam_p, p_t, phi, mu, chem, chi, cfield, n_prop, n_contact, n_perim, chem_form)
         out[i] = dh
 
 
@@ -425,7 +427,7 @@ def approx_apply(n, targets, new_ids, accept, sigma, nbr, vol, perim, ndiff, n_p
 
 @numba.njit(cache=True)
 def approx_sweep(mcs, k, sigma, ctype, nbr, vol, perim, ndiff, blist, bpos, nborder, site_owner, rng, mark, gens,
-                 targets, sources, new_ids, dh, J, lam_v, v_t, lam_p, p_t, phi, mu, chem, chi, n_prop, n_contact,
+                 targets, sources, new_ids, dh, J, lam_v, v_t, lam_p, p_t, phi, mu, chem, chi, cfield, n_prop, n_contact,
                  n_perim, chem_form, temperature):
     """Batches of the approximate sampler with the analytic ΔH until ``mcs`` MCS have elapsed
     (each batch of n proposals adds n / |B| MCS). Returns (proposals, applied copies, MCS done)."""
@@ -439,7 +441,7 @@ def approx_sweep(mcs, k, sigma, ctype, nbr, vol, perim, ndiff, blist, bpos, nbor
         if n == 0:
             break
         batch_delta(n, targets, sources, new_ids, sigma, ctype, nbr, vol, perim, J, lam_v, v_t, lam_p, p_t, phi, mu,
-                    chem, chi, n_prop, n_contact, n_perim, chem_form, dh)
+                    chem, chi, cfield, n_prop, n_contact, n_perim, chem_form, dh)
         for i in range(n):
             w = -dh[i] / temperature
             accept[i] = w >= 0.0 or uniform(rng, 0) < math.exp(w)

@@ -938,21 +938,32 @@ def delta_grad(model: _EnergyModel, sigma, cell_type, targets, sources) -> torch
     t, s = _to_long(targets, sig.device), _to_long(sources, sig.device)
     if t.shape != s.shape or t.ndim != 1:
         raise ValueError(f"targets and sources must be 1-D of equal length, got {tuple(t.shape)}, {tuple(s.shape)}")
+    f = gradient_field(model, sig, ct).reshape(len(ct), -1)
+    flat = sig.reshape(-1)
+    return f[flat[s], t] - f[flat[t], t]  # the copied id's field minus the old id's, at the target
+
+
+def gradient_field(model: _EnergyModel, sigma, cell_type) -> torch.Tensor:
+    r"""The network's energy linearised at a state, as a field per cell id: ``F [n_cells + 1, H, W]``.
+
+    ``F[c, y, x]`` is the gradient of ``H`` with respect to the one-hot entries that say "site (y, x)
+    belongs to id c" (id 0 = medium), so a copy of cell ``b`` into a site held by ``a`` changes the
+    energy by ``≈ F[b, y, x] − F[a, y, x]`` (:func:`delta_grad`), and ``Σ_x F[σ_x, x]`` is the energy's
+    first-order part (:class:`~oncodyn.cpm.hamiltonians.CellField` compiles it for the CPM samplers).
+    Per-cell encodings: ``F[c] = g[c − 1, τ_c]`` and ``F[0] = Σ_c g[c, 0]`` (the medium channel every
+    cell's tensor shares); a type map: ``F[c] = g[τ_c]``. One forward and one backward pass.
+
+    Args: ``sigma [H, W]`` ids, ``cell_type [n_cells + 1]``. Returns: detached, on the model's device.
+    """
+    sig, ct = model._prep(sigma, cell_type)
     with torch.enable_grad():
         x = model._encode(sig[None], ct[None]).requires_grad_(True)
         (g,) = torch.autograd.grad(model._energy_x(x).sum(), x)
-    g, W = g[0].detach(), sig.shape[1]
-    ty, tx = t // W, t % W
-    flat = sig.reshape(-1)
-    a, b = flat[t], flat[s]  # the target's old id and the copied id
-    ta, tb = ct[a], ct[b]
+    g = g[0].detach()
     if not model.per_cell:
-        return g[tb, ty, tx] - g[ta, ty, tx]
-    g0 = g[:, 0].sum(0)  # the medium channel, shared by every cell's tensor
-    ia, ib = (a - 1).clamp(min=0), (b - 1).clamp(min=0)
-    new = torch.where(b > 0, g[ib, tb, ty, tx], g0[ty, tx])
-    old = torch.where(a > 0, g[ia, ta, ty, tx], g0[ty, tx])
-    return torch.where(a == b, 0.0, new - old)
+        return g[ct]
+    cells = torch.arange(1, len(ct), device=g.device)
+    return torch.cat([g[:, 0].sum(0)[None], g[cells - 1, ct[1:]]])
 
 
 DELTA_METHODS = ("auto", "local", "full", "grad")

@@ -64,6 +64,7 @@ class PythonMetropolis:
         self.lam_p, self.p_t = p.lam_p.tolist(), p.p_t.tolist()
         self.phi, self.mu = p.phi.tolist(), p.mu.tolist()
         self.chem, self.chi = p.chem.tolist(), p.chi.tolist()
+        self.cfield = p.cfield.tolist()
         self.n_prop, self.n_contact, self.n_perim = p.n_prop, p.n_contact, p.n_perim
         self.chem_form, self.temperature = p.chem_form, p.temperature
         self.vol = np.bincount(state.sigma.ravel(), minlength=state.n_cells + 2).tolist()
@@ -158,6 +159,8 @@ def local_delta_python(m: PythonMetropolis, x: int, y: int) -> tuple[float, int,
             dh += m.lam_p[b] * ((m.perim[b] + dpb - m.p_t[b]) ** 2 - (m.perim[b] - m.p_t[b]) ** 2)
     if m.phi:  # external potential
         dh += m.phi[x] * (m.mu[ta] - m.mu[tb])
+    if m.cfield:  # a field per cell id
+        dh += m.cfield[a][x] - m.cfield[b][x]
     if m.chem:  # chemotaxis
         if m.chem_form == 0:
             dh -= m.chi[ta] * (m.chem[x] - m.chem[y])

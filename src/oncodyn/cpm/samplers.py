@@ -106,7 +106,7 @@ class _Engine:
 
     def _common(self):
         p = self.params
-        return (p.J, p.lam_v, p.v_t, p.lam_p, p.p_t, p.phi, p.mu, p.chem, p.chi, p.n_prop, p.n_contact, p.n_perim,
+        return (p.J, p.lam_v, p.v_t, p.lam_p, p.p_t, p.phi, p.mu, p.chem, p.chi, p.cfield, p.n_prop, p.n_contact, p.n_perim,
                 p.chem_form, p.temperature, self.hastings, self.connectivity, self.n_conn)
 
     @property
@@ -290,7 +290,7 @@ class ApproxParallelSampler(_Engine):
             return np.asarray(self.delta_fn(self.state, self.targets[:n], self.sources[:n]), float)
         p = self.params
         K.batch_delta(n, self.targets, self.sources, self.new_ids, self.sigma, p.ctype, p.nbr, self.vol, self.perim,
-                      p.J, p.lam_v, p.v_t, p.lam_p, p.p_t, p.phi, p.mu, p.chem, p.chi, p.n_prop, p.n_contact,
+                      p.J, p.lam_v, p.v_t, p.lam_p, p.p_t, p.phi, p.mu, p.chem, p.chi, p.cfield, p.n_prop, p.n_contact,
                       p.n_perim, p.chem_form, self.dh)
         return self.dh[:n]
 
@@ -327,7 +327,7 @@ class ApproxParallelSampler(_Engine):
                                                   self.ndiff, self.blist, self.bpos, self.nborder, self.site_owner,
                                                   self.rng, self.mark, self.gens, self.targets, self.sources,
                                                   self.new_ids, self.dh, p.J, p.lam_v, p.v_t, p.lam_p, p.p_t, p.phi,
-                                                  p.mu, p.chem, p.chi, p.n_prop, p.n_contact, p.n_perim, p.chem_form,
+                                                  p.mu, p.chem, p.chi, p.cfield, p.n_prop, p.n_contact, p.n_perim, p.chem_form,
                                                   p.temperature)
             self.attempts += int(props)
             self.accepted += int(applied)

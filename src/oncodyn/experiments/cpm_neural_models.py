@@ -66,8 +66,11 @@ class ModelsConfig(ExperimentConfig):
         closure_sampler: ``block`` (the closure's chains run blocks of ``block_mcs`` MCS of its
             compiled analytic part with ``analytic_sampler`` kinetics, each accepted by the
             network: one forward pass per block, see :mod:`oncodyn.cpm.block_sampler`) or
-            ``approx`` (the approximate sampler with ΔH ``delta`` for every proposal).
-            closure_mcs_per_iter: MCS per chain per iteration with the block sampler.
+            ``guided`` (blocks of ``block_mcs`` MCS of the compiled sequential sampler under the
+            analytic part plus the network linearised at the block's start: the network acts as a
+            force on every copy, see :func:`oncodyn.cpm.ebm.advance_guided`) or ``approx`` (the
+            approximate sampler with ΔH ``delta`` for every proposal).
+            closure_mcs_per_iter: MCS per chain per iteration with the block or guided sampler.
             closure_reset_relax_mcs: MCS of the closure's compiled analytic part run on a chain
             reset to a type-permuted snapshot (:class:`~oncodyn.cpm.ebm.PCDOptions`). Off by
             default (the spec's resets): in N2, 200 MCS left the chains' energy gap to the data
@@ -104,7 +107,7 @@ class ModelsConfig(ExperimentConfig):
     k_frac: float = Field(0.2, gt=0, le=1)
     delta: Literal["grad", "auto"] = "grad"
     analytic_sampler: Literal["classic", "exact"] = "classic"
-    closure_sampler: Literal["block", "approx"] = "block"
+    closure_sampler: Literal["block", "guided", "approx"] = "block"
     block_mcs: float = Field(2.0, gt=0)
     closure_mcs_per_iter: float = Field(10.0, gt=0)
     closure_reset_relax_mcs: float = Field(0.0, ge=0)
@@ -207,11 +210,11 @@ def train_and_sample(kind: str, cfg: ModelsConfig, data: dict[str, np.ndarray], 
         device = "cuda" if ctx.device == "cuda" else "cpu"
         model = model.to(device)
         analytic = kind in ANALYTIC_KINDS
-        block = kind == "nh+closure" and cfg.closure_sampler == "block"
+        block = kind == "nh+closure" and cfg.closure_sampler in ("block", "guided")
         if analytic:
             sampler, mcs = cfg.analytic_sampler, cfg.analytic_mcs_per_iter
         else:
-            sampler, mcs = ("block", cfg.closure_mcs_per_iter) if block else ("approx", cfg.mcs_per_iter)
+            sampler, mcs = (cfg.closure_sampler, cfg.closure_mcs_per_iter) if block else ("approx", cfg.mcs_per_iter)
         opts = PCDOptions(iterations=cfg.analytic_iterations if analytic else cfg.iterations, batch=cfg.batch,
                           lr=cfg.analytic_lr if analytic else cfg.lr, ema=cfg.ema, reset_prob=cfg.reset_prob,
                           alpha=0.0 if analytic else cfg.alpha, mcs_per_iter=mcs, k_frac=cfg.k_frac, delta=cfg.delta,
