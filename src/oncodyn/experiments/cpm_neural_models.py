@@ -83,6 +83,7 @@ class ModelsConfig(ExperimentConfig):
             ``cellsort`` fit (near the analytic part's equilibrium) rather than type-permuted
             snapshots, so the network's first gradients compare data with what the analytic part
             makes, not with unsorted tissue (default on; resets still draw type-permuted data).
+            closure_w2: the initial weight w2 of the closure's network.
         potential_grid: blocks per side of the learned potential of ``cellsort+potential``.
         learn_target: the analytic parts train their target volumes V* too (per type, from the
             data's V*; see :class:`~oncodyn.cpm.neural.AnalyticTorch`).
@@ -113,6 +114,7 @@ class ModelsConfig(ExperimentConfig):
     closure_reset_relax_mcs: float = Field(0.0, ge=0)
     closure_analytic_lr: float | None = Field(0.0, ge=0)
     closure_warm_chains: bool = True
+    closure_w2: float = Field(1.0, gt=0)
     learn_target: bool = False
     widths: list[int] = [8, 16, 32, 32]
     pools: list[int] = [2, 2, 1, 1]
@@ -155,7 +157,7 @@ def build_model(kind: str, cfg: ModelsConfig, n_types: int, target: float, shape
     elif kind == "nh+closure":
         kw = {} if warm is None else {"J_init": warm["J"], "lam_init": float(warm["lam"])}
         tv = warm["target"] if warm is not None and "target" in warm else target
-        m = Closure(AnalyticTorch(n_types, tv, **kw, **lt), NeuralHamiltonian(n_types, **arch))
+        m = Closure(AnalyticTorch(n_types, tv, **kw, **lt), NeuralHamiltonian(n_types, **arch), w2=cfg.closure_w2)
     else:
         raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {kind!r}")
     m._check_shape(*shape)
