@@ -232,3 +232,23 @@ def test_guided_sampler_trains_a_closure_and_refuses_other_models(data):
     assert len(log.loss) == 3 and np.all(np.isfinite(log.loss))
     with pytest.raises(ValueError, match="needs a Closure"):
         PCDTrainer(AnalyticTorch(2, V_TARGET), data, opts).step()
+
+
+def test_w2_learning_rate_moves_w2_by_its_own_step():
+    """``w2_lr`` puts a closure's w2 in its own Adam group: Adam's first step moves it by about its lr."""
+    from oncodyn.cpm.ebm import _param_groups
+    from oncodyn.cpm.neural import Closure, NeuralHamiltonian
+
+    model = Closure(AnalyticTorch(2, V_TARGET), NeuralHamiltonian(2, widths=(4, 8), pools=(3, 2), embed=3))
+    groups = _param_groups(model, PCDOptions(analytic_lr=0.0, w2_lr=0.5))
+    assert [len(g["params"]) for g in groups][-1] == 1 and groups[-1]["lr"] == 0.5
+    assert all(model.w2 is not p for p in groups[0]["params"])
+    assert not model.w1.requires_grad  # analytic_lr 0 still freezes w1 and the analytic part
+    opt = torch.optim.Adam(groups, lr=1e-3)
+    model.w2.grad = torch.tensor(1.0)
+    for p in groups[0]["params"]:
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    assert float(model.w2) == pytest.approx(0.5, abs=1e-3)  # 1.0 − 0.5
+    with pytest.raises(ValueError, match="w2_lr"):
+        PCDOptions(w2_lr=-1.0)

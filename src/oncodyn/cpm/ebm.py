@@ -62,6 +62,8 @@ class PCDOptions:
         reset_relax_mcs: MCS of the model's compiled analytic part (analytic models and closures)
             run on a chain when it is reset to a type-permuted snapshot, so that it starts near the
             model's equilibrium rather than in the permuted, unsorted state (0: off, the spec's).
+        w2_lr: closures only: Adam learning rate of the network's weight ``w2`` (``None``: ``lr``), so
+            the network's energy scale can grow faster than its weights move.
         analytic_lr: closures only: Adam learning rate of the analytic part and its weight ``w1``
             (``None``: ``lr``; 0: frozen at their start, so only the network and ``w2`` train).
         checkpoint_every: steps between checkpoints. seed: random seed.
@@ -82,6 +84,7 @@ class PCDOptions:
     block_kinetics: str = "classic"
     reset_relax_mcs: float = 0.0
     analytic_lr: float | None = None
+    w2_lr: float | None = None
     checkpoint_every: int = 50
     seed: int = 0
 
@@ -96,8 +99,9 @@ class PCDOptions:
             raise ValueError("PCDOptions: ema must be in [0, 1), reset_prob in [0, 1], alpha >= 0")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"PCDOptions.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        if self.analytic_lr is not None and self.analytic_lr < 0:
-            raise ValueError(f"PCDOptions.analytic_lr must be >= 0 or None, got {self.analytic_lr}")
+        for name in ("analytic_lr", "w2_lr"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ValueError(f"PCDOptions.{name} must be >= 0 or None, got {getattr(self, name)}")
         if self.reset_relax_mcs < 0:
             raise ValueError(f"PCDOptions.reset_relax_mcs must be >= 0, got {self.reset_relax_mcs}")
         if not self.block_mcs > 0 or self.block_kinetics not in ("classic", "exact"):
@@ -261,20 +265,24 @@ def _relax(model, state: CPMState, opts: PCDOptions, seed: int) -> CPMState:
 
 def _param_groups(model, opts: PCDOptions) -> list[dict]:
     """Adam parameter groups: a closure's analytic part and ``w1`` at ``opts.analytic_lr`` (left out
-    when it is 0), everything else at ``opts.lr``."""
+    when it is 0), its ``w2`` at ``opts.w2_lr``, everything else at ``opts.lr``."""
     from oncodyn.cpm.neural import Closure
 
     params = [p for p in model.parameters() if p.requires_grad]
-    if not isinstance(model, Closure) or opts.analytic_lr is None:
+    if not isinstance(model, Closure):
         return [{"params": params}]
-    slow_ids = {id(p) for p in model.analytic.parameters()} | {id(model.w1)}
-    fast = [p for p in params if id(p) not in slow_ids]
+    slow_ids = set() if opts.analytic_lr is None else {id(p) for p in model.analytic.parameters()} | {id(model.w1)}
+    w2_ids = set() if opts.w2_lr is None else {id(model.w2)}
+    groups = [{"params": [p for p in params if id(p) not in slow_ids | w2_ids]}]
     slow = [p for p in params if id(p) in slow_ids]
     if opts.analytic_lr == 0:
         for p in slow:  # frozen: no gradients accumulate on them
             p.requires_grad_(False)
-        return [{"params": fast}]
-    return [{"params": fast}, {"params": slow, "lr": opts.analytic_lr}]
+    elif slow:
+        groups.append({"params": slow, "lr": opts.analytic_lr})
+    if w2_ids:
+        groups.append({"params": [model.w2], "lr": opts.w2_lr})
+    return groups
 
 
 def _energies_and_reg(model, states):
