@@ -167,19 +167,26 @@ def advance(model, state: CPMState, mcs: float, opts: PCDOptions, seed: int, sta
     return smp.state.copy()
 
 
+def _closure_weights(model, sampler: str) -> tuple[float, float]:
+    """``(w1, w2)`` of a closure that a closure-only ``sampler`` can run (w1 > 0), else a clear error."""
+    from oncodyn.cpm.neural import Closure
+
+    if not isinstance(model, Closure):
+        raise ValueError(f"sampler {sampler!r} needs a Closure (analytic + network), got {type(model).__name__}")
+    w1, w2 = float(model.w1.detach()), float(model.w2.detach())
+    if not w1 > 0:
+        raise ValueError(f"sampler {sampler!r} needs the closure's analytic weight w1 > 0, got {w1}")
+    return w1, w2
+
+
 def _advance_block(model, state: CPMState, mcs: float, opts: PCDOptions, seed: int,
                    stats: dict | None = None) -> CPMState:
     """A closure's chain by the delayed-acceptance block sampler (``opts.sampler == "block"``)."""
     import torch
 
     from oncodyn.cpm.block_sampler import BlockSampler
-    from oncodyn.cpm.neural import Closure
 
-    if not isinstance(model, Closure):
-        raise ValueError(f"sampler 'block' needs a Closure (analytic + network), got {type(model).__name__}")
-    w1, w2 = float(model.w1.detach()), float(model.w2.detach())
-    if not w1 > 0:
-        raise ValueError(f"sampler 'block' needs the closure's analytic weight w1 > 0, got {w1}")
+    w1, w2 = _closure_weights(model, "block")
     ham, _ = _analytic_part(model, state, opts)
 
     def correction(st: CPMState) -> float:  # w2·H_NN in units of H_a (the block sampler's temperature T / w1)
@@ -210,13 +217,9 @@ def advance_guided(model, state: CPMState, mcs: float, opts: PCDOptions, seed: i
     falls; it costs one forward and backward pass per block.
     """
     from oncodyn.cpm.hamiltonians import CellField, Hamiltonian
-    from oncodyn.cpm.neural import Closure, gradient_field
+    from oncodyn.cpm.neural import gradient_field
 
-    if not isinstance(model, Closure):
-        raise ValueError(f"sampler 'guided' needs a Closure (analytic + network), got {type(model).__name__}")
-    w1, w2 = float(model.w1.detach()), float(model.w2.detach())
-    if not w1 > 0:
-        raise ValueError(f"sampler 'guided' needs the closure's analytic weight w1 > 0, got {w1}")
+    w1, w2 = _closure_weights(model, "guided")
     ham, kin = _analytic_part(model, state, opts)  # H_a at T / w1
     rng = np.random.default_rng(seed)
     st, left = state.copy(), float(mcs)

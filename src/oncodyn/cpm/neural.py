@@ -938,7 +938,7 @@ def delta_grad(model: _EnergyModel, sigma, cell_type, targets, sources) -> torch
     t, s = _to_long(targets, sig.device), _to_long(sources, sig.device)
     if t.shape != s.shape or t.ndim != 1:
         raise ValueError(f"targets and sources must be 1-D of equal length, got {tuple(t.shape)}, {tuple(s.shape)}")
-    f = gradient_field(model, sig, ct).reshape(len(ct), -1)
+    f = _gradient_field(model, sig, ct).reshape(len(ct), -1)
     flat = sig.reshape(-1)
     return f[flat[s], t] - f[flat[t], t]  # the copied id's field minus the old id's, at the target
 
@@ -955,7 +955,11 @@ def gradient_field(model: _EnergyModel, sigma, cell_type) -> torch.Tensor:
 
     Args: ``sigma [H, W]`` ids, ``cell_type [n_cells + 1]``. Returns: detached, on the model's device.
     """
-    sig, ct = model._prep(sigma, cell_type)
+    return _gradient_field(model, *model._prep(sigma, cell_type))
+
+
+def _gradient_field(model: _EnergyModel, sig: torch.Tensor, ct: torch.Tensor) -> torch.Tensor:
+    """:func:`gradient_field` of a state already checked and on the device (``model._prep``)."""
     with torch.enable_grad():
         x = model._encode(sig[None], ct[None]).requires_grad_(True)
         (g,) = torch.autograd.grad(model._energy_x(x).sum(), x)

@@ -214,16 +214,16 @@ def train_and_sample(kind: str, cfg: ModelsConfig, data: dict[str, np.ndarray], 
         device = "cuda" if ctx.device == "cuda" else "cpu"
         model = model.to(device)
         analytic = kind in ANALYTIC_KINDS
-        block = kind == "nh+closure" and cfg.closure_sampler in ("block", "guided")
+        blockwise = kind == "nh+closure" and cfg.closure_sampler in ("block", "guided")  # compiled, in blocks
         if analytic:
             sampler, mcs = cfg.analytic_sampler, cfg.analytic_mcs_per_iter
         else:
-            sampler, mcs = (cfg.closure_sampler, cfg.closure_mcs_per_iter) if block else ("approx", cfg.mcs_per_iter)
+            sampler, mcs = (cfg.closure_sampler, cfg.closure_mcs_per_iter) if blockwise else ("approx", cfg.mcs_per_iter)
         opts = PCDOptions(iterations=cfg.analytic_iterations if analytic else cfg.iterations, batch=cfg.batch,
                           lr=cfg.analytic_lr if analytic else cfg.lr, ema=cfg.ema, reset_prob=cfg.reset_prob,
                           alpha=0.0 if analytic else cfg.alpha, mcs_per_iter=mcs, k_frac=cfg.k_frac, delta=cfg.delta,
                           sampler=sampler, block_mcs=cfg.block_mcs, block_kinetics=cfg.analytic_sampler,
-                          reset_relax_mcs=cfg.closure_reset_relax_mcs if block else 0.0, seed=cfg.seed,
+                          reset_relax_mcs=cfg.closure_reset_relax_mcs if blockwise else 0.0, seed=cfg.seed,
                           analytic_lr=cfg.closure_analytic_lr, w2_lr=cfg.closure_w2_lr)
         chains = None
         if kind == "nh+closure" and cfg.closure_warm_chains and warm is not None and "chain_sigma" in warm:
