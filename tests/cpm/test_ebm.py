@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from oncodyn.cpm.ebm import PCDOptions, PCDTrainer, best_fit_scale, permute_types
+from oncodyn.cpm.ebm import PCDOptions, PCDTrainer, best_fit_scale, lattice_symmetry, permute_types
 from oncodyn.cpm.hamiltonians import Contact, Hamiltonian, Volume
 from oncodyn.cpm.lattice import Lattice, voronoi_blob
 from oncodyn.cpm.neural import AnalyticTorch, CNNHamiltonian
@@ -70,6 +70,30 @@ def test_helpers():
     ct = np.array([0, 1, 1, 2, 2, 2])
     p = permute_types(ct, np.random.default_rng(0))
     assert p[0] == 0 and sorted(p.tolist()) == sorted(ct.tolist())
+
+
+@pytest.mark.parametrize("shape,n_images", [((6, 6), 8), ((4, 6), 4)])
+def test_lattice_symmetry_draws_every_symmetry_and_keeps_cells(shape, n_images):
+    sigma = np.arange(np.prod(shape), dtype=np.int32).reshape(shape)  # every site distinct: images distinguishable
+    rng = np.random.default_rng(0)
+    images = {lattice_symmetry(sigma, rng).tobytes() for _ in range(400)}
+    assert len(images) == n_images  # the whole group, nothing else
+    out = lattice_symmetry(sigma, rng)
+    assert out.flags.c_contiguous and sorted(out.ravel().tolist()) == sorted(sigma.ravel().tolist())
+
+
+def test_augmented_training_sees_symmetric_images_of_the_snapshots(data):
+    opts = PCDOptions(iterations=1, batch=8, mcs_per_iter=1, sampler="exact", reset_prob=1.0, augment=True, seed=2)
+    tr = PCDTrainer(AnalyticTorch(2, V_TARGET), data, opts)
+    seen = []
+    tr.model.energies = lambda states: (seen.extend(s for s, _ in states), torch.zeros(len(states), requires_grad=True))[1]
+    tr.step()
+    snaps = {s.tobytes() for s in data["sigma"]}
+    data_batch = seen[:8]  # the data half of the loss
+    assert any(s.tobytes() not in snaps for s in data_batch)  # transformed, not the snapshots themselves
+    for s in data_batch:  # each one is a lattice symmetry of some snapshot
+        assert any(np.array_equal(np.rot90(t.T if f else t, k), s) for t in data["sigma"] for f in (0, 1)
+                   for k in range(4))
 
 
 @pytest.mark.parametrize("kw,match", [({"iterations": 0}, "iterations"), ({"lr": 0}, "lr"),

@@ -66,6 +66,10 @@ class PCDOptions:
             the network's energy scale can grow faster than its weights move.
         analytic_lr: closures only: Adam learning rate of the analytic part and its weight ``w1``
             (``None``: ``lr``; 0: frozen at their start, so only the network and ``w2`` train).
+        augment: draw every data snapshot (batches and chain resets) under a random symmetry of
+            the lattice (:func:`lattice_symmetry`: the 8 rotations and reflections of a square
+            lattice, the 4 reflections of a rectangular one), as NeuralCPM does for its bipolar
+            experiment: the data's distribution is symmetric, a handful of snapshots is not.
         checkpoint_every: steps between checkpoints. seed: random seed.
     """
 
@@ -85,6 +89,7 @@ class PCDOptions:
     reset_relax_mcs: float = 0.0
     analytic_lr: float | None = None
     w2_lr: float | None = None
+    augment: bool = False
     checkpoint_every: int = 50
     seed: int = 0
 
@@ -132,6 +137,23 @@ def permute_types(cell_type: np.ndarray, rng: np.random.Generator) -> np.ndarray
     ct = cell_type.copy()
     ct[1:] = rng.permutation(ct[1:])
     return ct
+
+
+def lattice_symmetry(sigma: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``sigma [H, W]`` under a uniformly drawn symmetry of its lattice (a view-free copy).
+
+    Square lattices: one of the 8 elements of the dihedral group (rotations by multiples of 90°,
+    each optionally transposed); rectangular: one of the 4 reflections (identity, up–down,
+    left–right, both). Cell ids and volumes are unchanged; a periodic lattice stays periodic.
+    """
+    s = sigma
+    if s.shape[0] == s.shape[1]:
+        if rng.random() < 0.5:
+            s = s.T
+        s = np.rot90(s, int(rng.integers(4)))
+    else:
+        s = s[:: 1 - 2 * int(rng.integers(2)), :: 1 - 2 * int(rng.integers(2))]
+    return np.ascontiguousarray(s)
 
 
 def advance(model, state: CPMState, mcs: float, opts: PCDOptions, seed: int, stats: dict | None = None
@@ -332,9 +354,13 @@ class PCDTrainer:
         self.it = 0
         self.log = TrainingLog()
 
+    def _snapshot(self, i: int) -> np.ndarray:
+        """Snapshot ``i``'s ``sigma``, under a random lattice symmetry if ``opts.augment``."""
+        return lattice_symmetry(self.sigma[i], self.rng) if self.opts.augment else self.sigma[i]
+
     def _from_data(self) -> CPMState:
         i = int(self.rng.integers(len(self.sigma)))
-        st = CPMState(self.lattice, self.sigma[i].copy(), permute_types(self.cell_type[i], self.rng))
+        st = CPMState(self.lattice, self._snapshot(i).copy(), permute_types(self.cell_type[i], self.rng))
         if self.opts.reset_relax_mcs > 0:
             st = _relax(self.model, st, self.opts, int(self.rng.integers(2**62)))
         return st
@@ -355,7 +381,7 @@ class PCDTrainer:
             if "block_acceptance" in stats:
                 acc.append(stats["block_acceptance"])
         idx = self.rng.integers(len(self.sigma), size=o.batch)
-        data = [(self.sigma[i], self.cell_type[i]) for i in idx]
+        data = [(self._snapshot(i), self.cell_type[i]) for i in idx]
         samples = [(c.sigma, c.cell_type) for c in self.chains]
         e_d, r_d = (e / o.temperature for e in _energies_and_reg(self.model, data))
         e_m, r_m = (e / o.temperature for e in _energies_and_reg(self.model, samples))

@@ -85,6 +85,8 @@ class ModelsConfig(ExperimentConfig):
             makes, not with unsorted tissue (default on; resets still draw type-permuted data).
             closure_w2: the initial weight w2 of the closure's network; closure_w2_lr: its Adam
             learning rate (``None``: ``lr``).
+        augment: train on the snapshots under random rotations and reflections of the lattice
+            (:func:`oncodyn.cpm.ebm.lattice_symmetry`), as NeuralCPM's bipolar experiment does.
         potential_grid: blocks per side of the learned potential of ``cellsort+potential``.
         learn_target: the analytic parts train their target volumes V* too (per type, from the
             data's V*; see :class:`~oncodyn.cpm.neural.AnalyticTorch`).
@@ -118,6 +120,7 @@ class ModelsConfig(ExperimentConfig):
     closure_w2: float = Field(1.0, gt=0)
     closure_w2_lr: float | None = Field(None, gt=0)
     learn_target: bool = False
+    augment: bool = False
     widths: list[int] = [8, 16, 32, 32]
     pools: list[int] = [2, 2, 1, 1]
     embed: int = Field(5, ge=1)
@@ -224,7 +227,8 @@ def train_and_sample(kind: str, cfg: ModelsConfig, data: dict[str, np.ndarray], 
                           alpha=0.0 if analytic else cfg.alpha, mcs_per_iter=mcs, k_frac=cfg.k_frac, delta=cfg.delta,
                           sampler=sampler, block_mcs=cfg.block_mcs, block_kinetics=cfg.analytic_sampler,
                           reset_relax_mcs=cfg.closure_reset_relax_mcs if blockwise else 0.0, seed=cfg.seed,
-                          analytic_lr=cfg.closure_analytic_lr, w2_lr=cfg.closure_w2_lr)
+                          analytic_lr=cfg.closure_analytic_lr, w2_lr=cfg.closure_w2_lr,
+                          augment=cfg.augment)
         chains = None
         if kind == "nh+closure" and cfg.closure_warm_chains and warm is not None and "chain_sigma" in warm:
             chains = states_of({"sigma": warm["chain_sigma"], "cell_type": warm["chain_cell_type"]})
