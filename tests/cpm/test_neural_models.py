@@ -52,10 +52,12 @@ def test_quick_bipolar_with_the_guided_closure_sampler(tmp_path):
 
     out = tmp_path / "n3"
     args = ["run", "neuralcpm-bipolar", "--quick", "--quiet", "--out", str(out), "--set", "closure_sampler=guided",
-            "--set", "closure_w2=3", "--set", "models=[cellsort,nh+closure]"]
+            "--set", "closure_w2=3", "--set", "closure_w1=0.5", "--set", "augment=true",
+            "--set", "models=[cellsort,nh+closure]"]
     assert cli.main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert np.isfinite(metrics["nh+closure_ratio"]) and 0 <= metrics["nh+closure_f_vol"] <= 1
     res = np.load(out / "results" / "model_nh_closure.npz")
     assert res["sigma"].shape[0] == BipolarModelsConfig(**BipolarModelsConfig.presets["quick"]).eval_samples
     assert abs(float(res["extra_w2"][0]) - 3.0) < 0.1  # the closure started from closure_w2
+    assert np.all(res["extra_w1"] == 0.5)  # and from closure_w1, frozen with the analytic part

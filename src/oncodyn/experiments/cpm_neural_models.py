@@ -83,6 +83,8 @@ class ModelsConfig(ExperimentConfig):
             ``cellsort`` fit (near the analytic part's equilibrium) rather than type-permuted
             snapshots, so the network's first gradients compare data with what the analytic part
             makes, not with unsorted tissue (default on; resets still draw type-permuted data).
+            closure_w1: the initial weight w1 of the closure's analytic part (NeuralCPM's bipolar
+            closure starts at 0.25: a weakened analytic prior that leaves the network room to act).
             closure_w2: the initial weight w2 of the closure's network; closure_w2_lr: its Adam
             learning rate (``None``: ``lr``).
         augment: train on the snapshots under random rotations and reflections of the lattice
@@ -117,6 +119,7 @@ class ModelsConfig(ExperimentConfig):
     closure_reset_relax_mcs: float = Field(0.0, ge=0)
     closure_analytic_lr: float | None = Field(0.0, ge=0)
     closure_warm_chains: bool = True
+    closure_w1: float = Field(1.0, gt=0)
     closure_w2: float = Field(1.0, gt=0)
     closure_w2_lr: float | None = Field(None, gt=0)
     learn_target: bool = False
@@ -162,7 +165,7 @@ def build_model(kind: str, cfg: ModelsConfig, n_types: int, target: float, shape
     elif kind == "nh+closure":
         kw = {} if warm is None else {"J_init": warm["J"], "lam_init": float(warm["lam"])}
         tv = warm["target"] if warm is not None and "target" in warm else target
-        m = Closure(AnalyticTorch(n_types, tv, **kw, **lt), NeuralHamiltonian(n_types, **arch), w2=cfg.closure_w2)
+        m = Closure(AnalyticTorch(n_types, tv, **kw, **lt), NeuralHamiltonian(n_types, **arch), w1=cfg.closure_w1, w2=cfg.closure_w2)
     else:
         raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {kind!r}")
     m._check_shape(*shape)
