@@ -7,7 +7,7 @@ import pytest
 
 from oncodyn.cpm.hamiltonians import Chemotaxis, Contact, ExternalPotential, Volume
 from oncodyn.cpm.lattice import CPMState, Lattice
-from oncodyn.cpm.sample_metrics import bipolar_ratio, mean_bipolar_ratio
+from oncodyn.cpm.sample_metrics import bipolar_ratio, mean_bipolar_ratio, principal_axis_field
 from oncodyn.cpm.scenarios import bipolar_axis, bipolar_types
 
 ANGLE = 0.5  # an axis off the lattice directions
@@ -67,6 +67,36 @@ def test_bipolar_ratio_ignores_the_periodic_wrap():
     st = typed(sigma, lo | hi)
     rolled = CPMState(st.lattice, np.roll(st.sigma, (32, 17), (0, 1)), st.cell_type)  # the cluster straddles both edges
     assert bipolar_ratio(rolled) == pytest.approx(bipolar_ratio(st), rel=1e-9)
+
+
+def test_principal_axis_field_is_the_squared_axial_coordinate_and_wraps():
+    sigma, proj, area, _ = tiled_disc()
+    lo, hi = end_quantiles(proj, area, 0.25)
+    st = typed(sigma, lo | hi)
+    f = principal_axis_field(st)
+    yy, xx = np.indices(sigma.shape)
+    c = (np.array(sigma.shape) - 1) / 2
+    r = np.sqrt((sigma > 0).sum() / np.pi)
+    expect = (((yy - c[0]) * np.sin(ANGLE) + (xx - c[1]) * np.cos(ANGLE)) / r) ** 2
+    inside = sigma > 0
+    assert np.max(np.abs(f - expect)[inside]) < 0.05  # the type's axis is the poles' axis, up to the tiling
+    assert 0.8 < f[inside].max() < 1.3 and f[inside].min() < 1e-3
+    rolled = CPMState(st.lattice, np.roll(st.sigma, (32, 17), (0, 1)), st.cell_type)
+    assert np.allclose(principal_axis_field(rolled), np.roll(f, (32, 17), (0, 1)))
+
+
+def test_axial_force_forms_poles_that_contact_energy_alone_does_not():
+    from oncodyn.experiments.cpm_bipolar_data import bipolar_start
+    from oncodyn.experiments.cpm_bipolar_oracle import BipolarOracleConfig, contact_volume, run_axial_force
+
+    cfg = BipolarOracleConfig(shape=[80, 80], n_cells=12)
+    st = bipolar_start(cfg, 0, offset=50_000)[0]
+    st = CPMState(Lattice(tuple(cfg.shape)), st.sigma, bipolar_types(st.cell_type))
+    base = contact_volume(cfg, cfg.shape)
+    pulled = run_axial_force(st, base, 16.0, 300, 5.0, seed=1)
+    free = run_axial_force(st, base, 0.0, 300, 5.0, seed=1)
+    assert bipolar_ratio(pulled) > 1.4 and bipolar_ratio(pulled) > bipolar_ratio(free) + 0.2  # 1.56 against 1.16
+    assert np.array_equal(np.bincount(pulled.cell_type), np.bincount(st.cell_type))
 
 
 def test_bipolar_axis_hamiltonian_is_the_spec():

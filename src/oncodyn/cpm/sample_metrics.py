@@ -90,22 +90,46 @@ class DigitClassifier:
         return float(self.model.score(self.features(states), np.asarray(labels)))
 
 
-def _cell_coordinates(state: CPMState) -> tuple[np.ndarray, np.ndarray]:
-    """Coordinates of the non-medium sites ``[n, ndim]`` unwrapped about their centroid, and their types ``[n]``.
+def _cluster_frame(state: CPMState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(centre [ndim], coordinates [n, ndim], types [n])`` of the non-medium sites: the centre in
+    lattice coordinates, the coordinates unwrapped about it.
 
-    On a periodic lattice the centroid is the circular mean per axis and every site is taken at its
-    minimal image about it (exact for a compact cluster smaller than half the lattice).
+    On a periodic lattice the centre is found from the circular mean per axis and every site is
+    taken at its minimal image about it (exact for a compact cluster smaller than half the lattice).
     """
     tmap = state.types_map()
     idx = np.argwhere(tmap > 0).astype(float)
     types = tmap[tmap > 0]
+    c = np.zeros(idx.shape[1])
     if state.lattice.periodic:
         L = np.array(state.lattice.shape, float)
         ang = 2.0 * np.pi * idx / L
         c = np.arctan2(np.sin(ang).mean(0), np.cos(ang).mean(0)) * L / (2.0 * np.pi)
         d = idx - c
         idx = d - L * np.round(d / L)
-    return idx - idx.mean(0), types
+    m = idx.mean(0)
+    return c + m, idx - m, types
+
+
+def _cell_coordinates(state: CPMState) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates of the non-medium sites ``[n, ndim]`` unwrapped about their centroid, and their types ``[n]``."""
+    return _cluster_frame(state)[1:]
+
+
+def principal_axis_field(state: CPMState, cell_type: int = 2) -> np.ndarray:
+    """``((x − c)·u / R)²`` at every site ``x`` (shape of the lattice): the squared coordinate along the
+    principal axis ``u`` of the ``cell_type`` sites (as in :func:`bipolar_ratio`), about the cluster's
+    centroid ``c`` (periodic lattices: minimal image), in units of the radius ``R = sqrt(n / π)`` of a
+    disc of the cluster's ``n`` sites. About 1 at the cluster's edge on the axis, 0 across its middle.
+    """
+    centre, x, t = _cluster_frame(state)
+    u = np.linalg.eigh(np.cov(x[t == cell_type].T))[1][:, -1]
+    grid = np.indices(state.sigma.shape, dtype=float).reshape(state.sigma.ndim, -1).T - centre
+    if state.lattice.periodic:
+        L = np.array(state.lattice.shape, float)
+        grid -= L * np.round(grid / L)
+    r = np.sqrt(len(x) / np.pi)
+    return ((grid @ u / r) ** 2).reshape(state.sigma.shape)
 
 
 def bipolar_ratio(state: CPMState, cell_type: int = 2) -> float:

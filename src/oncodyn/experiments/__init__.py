@@ -16,6 +16,7 @@ from oncodyn.experiments import cpm_digits_data  # noqa: F401
 from oncodyn.experiments import cpm_digits  # noqa: F401
 from oncodyn.experiments import cpm_bipolar  # noqa: F401
 from oncodyn.experiments import cpm_bipolar_data  # noqa: F401
+from oncodyn.experiments import cpm_bipolar_oracle  # noqa: F401
 from oncodyn.experiments import angio_blobs  # noqa: F401
 from oncodyn.experiments import angio_annuli  # noqa: F401
 from oncodyn.experiments import angio_runtime  # noqa: F401
