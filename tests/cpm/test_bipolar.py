@@ -92,7 +92,7 @@ def test_axial_force_forms_poles_that_contact_energy_alone_does_not():
     cfg = BipolarOracleConfig(shape=[80, 80], n_cells=12)
     st = bipolar_start(cfg, 0, offset=50_000)[0]
     st = CPMState(Lattice(tuple(cfg.shape)), st.sigma, bipolar_types(st.cell_type))
-    base = contact_volume(cfg, cfg.shape)
+    base = contact_volume(cfg)
     pulled = run_axial_force(st, base, 16.0, 300, 5.0, seed=1)
     free = run_axial_force(st, base, 0.0, 300, 5.0, seed=1)
     assert bipolar_ratio(pulled) > 1.4 and bipolar_ratio(pulled) > bipolar_ratio(free) + 0.2  # 1.56 against 1.16

@@ -140,7 +140,7 @@ def permute_types(cell_type: np.ndarray, rng: np.random.Generator) -> np.ndarray
 
 
 def lattice_symmetry(sigma: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``sigma [H, W]`` under a uniformly drawn symmetry of its lattice (a view-free copy).
+    """``sigma [H, W]`` under a uniformly drawn symmetry of its lattice (a C-contiguous array).
 
     Square lattices: one of the 8 elements of the dihedral group (rotations by multiples of 90°,
     each optionally transposed); rectangular: one of the 4 reflections (identity, up–down,

@@ -33,7 +33,7 @@ from oncodyn.cpm.hamiltonians import Contact, ExternalPotential, Hamiltonian, Vo
 from oncodyn.cpm.lattice import CPMState, Lattice
 from oncodyn.cpm.sample_metrics import bipolar_ratio, f_frag, principal_axis_field
 from oncodyn.cpm.samplers import MetropolisSampler
-from oncodyn.cpm.scenarios import bipolar_types
+from oncodyn.cpm.scenarios import BIPOLAR_J, bipolar_types
 from oncodyn.experiments.cpm_bipolar_data import BipolarDataConfig, bipolar_start
 from oncodyn.experiments.cpm_common import cached_result
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, plotter, register
@@ -64,11 +64,11 @@ class BipolarOracleConfig(BipolarDataConfig):
                          "ratio_weights": [200.0]}}
 
 
-def contact_volume(cfg: BipolarDataConfig, shape) -> Hamiltonian:
-    """The data's contact and volume energy over the two biological types, without the directed motion."""
-    j = np.array([[0.0, 16.0, 16.0], [16.0, 6.0, 16.0], [16.0, 16.0, 6.0]])
-    return Hamiltonian((Contact(j, order=2), Volume(lam=cfg.lam, target=cfg.target)), temperature=cfg.temperature,
-                       copy_order=2)
+def contact_volume(cfg: BipolarDataConfig) -> Hamiltonian:
+    """The data's contact and volume energy over the two biological types, without the directed motion
+    (the generator's :data:`~oncodyn.cpm.scenarios.BIPOLAR_J` restricted to medium, type 1 and type 2)."""
+    return Hamiltonian((Contact(BIPOLAR_J[:3, :3], order=2), Volume(lam=cfg.lam, target=cfg.target)),
+                       temperature=cfg.temperature, copy_order=2)
 
 
 def run_axial_force(state: CPMState, base: Hamiltonian, force: float, mcs: float, refresh: float, seed: int,
@@ -90,10 +90,11 @@ def run_axial_force(state: CPMState, base: Hamiltonian, force: float, mcs: float
 
 
 @register("neuralcpm-bipolar-oracle", BipolarOracleConfig,
-          "N3 diagnostic: hand-made extra energies (ratio correction by the block sampler, axial force) from N3's starts")
+          "N3 diagnostic: hand-made extra energies (ratio correction by the block sampler, axial force) "
+          "from N3's starts")
 def run_bipolar_oracle(cfg: BipolarOracleConfig, ctx: RunContext) -> ExperimentResult:
     shape = tuple(cfg.shape)
-    base = contact_volume(cfg, shape)
+    base = contact_volume(cfg)
     times = [f * cfg.eval_mcs for f in sorted(cfg.checkpoints)]
     if not times or times[0] <= 0 or times[-1] > cfg.eval_mcs:
         raise ValueError(f"checkpoints must be fractions in (0, 1], got {cfg.checkpoints}")
@@ -137,7 +138,8 @@ def run_bipolar_oracle(cfg: BipolarOracleConfig, ctx: RunContext) -> ExperimentR
         published = "analytic Hamiltonians: not bipolar" if kind == "none" else "-"
         rows.append([label, published, *[f"{r:.2f}" for r in mean], f"{f_frag(finals):.2f}"])
         arrays["labels"].append(label)
-        arrays.update({f"{key}_ratio": mean, f"{key}_sigma": res["sigma"][:3], f"{key}_cell_type": res["cell_type"][:3]})
+        arrays.update({f"{key}_ratio": mean, f"{key}_sigma": res["sigma"][:3],
+                       f"{key}_cell_type": res["cell_type"][:3]})
         metrics[f"ratio_{key}"] = float(mean[-1])
     arrays["keys"] = np.array([f"{k}_{v:g}" for k, v in settings])
     arrays["labels"] = np.array(arrays["labels"])

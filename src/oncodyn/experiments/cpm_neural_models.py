@@ -165,7 +165,8 @@ def build_model(kind: str, cfg: ModelsConfig, n_types: int, target: float, shape
     elif kind == "nh+closure":
         kw = {} if warm is None else {"J_init": warm["J"], "lam_init": float(warm["lam"])}
         tv = warm["target"] if warm is not None and "target" in warm else target
-        m = Closure(AnalyticTorch(n_types, tv, **kw, **lt), NeuralHamiltonian(n_types, **arch), w1=cfg.closure_w1, w2=cfg.closure_w2)
+        m = Closure(AnalyticTorch(n_types, tv, **kw, **lt), NeuralHamiltonian(n_types, **arch), w1=cfg.closure_w1,
+                    w2=cfg.closure_w2)
     else:
         raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {kind!r}")
     m._check_shape(*shape)
