@@ -63,6 +63,16 @@ def test_bench_neuralcpm_json_shape(capsys):
     for r in out["rows"]:
         assert r["full_passes_s"] > 0 and r["local_s"] > 0 and r["ratio_vs_full"] > 0
         assert r["max_abs_diff"] < 1e-3  # the two ΔH paths agree (float32)
+        # quick case: digits on 36×36 → sites × 0.5 MCS × 16 chains × 10⁴ iterations
+        assert r["training_proposals"] == 36 * 36 * 0.5 * 16 * 10_000
+        assert r["training_exact_days"] == pytest.approx(r["training_proposals"] * r["local_s"] / r["k"] / 86400)
+
+
+def test_bench_neuralcpm_needs_the_training_sweeps_of_each_preset(capsys):
+    rc = cli.main(["bench", "neuralcpm", "--quick", "--set", "cases=[[bipolar,40,8]]",
+                   "--set", "train_mcs={digits: 0.5}"])
+    assert rc != 0
+    assert "train_mcs has no entry for preset(s) ['bipolar']" in capsys.readouterr().err
 
 
 def test_bench_angiogenesis_json_shape(capsys):
