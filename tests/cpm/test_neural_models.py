@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from oncodyn.cpm.neural import AnalyticTorch, Closure, CNNHamiltonian, NeuralHamiltonian, NHCNNHamiltonian
 from oncodyn.experiments.cpm_bipolar import BipolarModelsConfig
 from oncodyn.experiments.cpm_digits import DigitsModelsConfig
-from oncodyn.experiments.cpm_neural_models import MODEL_KINDS, ModelsConfig, build_model
+from oncodyn.experiments.cpm_neural_models import MODEL_KINDS, ModelsConfig, build_model, sampler_note
 
 
 @pytest.mark.parametrize("kind,cls", [("cellsort", AnalyticTorch), ("cellsort+potential", AnalyticTorch),
@@ -45,6 +45,14 @@ def test_default_architectures_fit_the_default_lattices():
             build_model(kind, cfg, 2, cfg.target, cfg.shape)
 
 
+def test_sampler_note_names_the_sampler_each_kind_uses():
+    for closure, words in (("block", "the block sampler"), ("guided", "the guided sampler"),
+                           ("approx", "the closure with the approximate parallel sampler")):
+        note = sampler_note(BipolarModelsConfig(closure_sampler=closure, block_mcs=3.0))
+        assert words in note and "pure networks with the approximate parallel sampler" in note
+        assert ("3 MCS" in note) == (closure != "approx")
+
+
 def test_quick_bipolar_with_the_guided_closure_sampler(tmp_path):
     import json
 
@@ -61,3 +69,4 @@ def test_quick_bipolar_with_the_guided_closure_sampler(tmp_path):
     assert res["sigma"].shape[0] == BipolarModelsConfig(**BipolarModelsConfig.presets["quick"]).eval_samples
     assert abs(float(res["extra_w2"][0]) - 3.0) < 0.1  # the closure started from closure_w2
     assert np.all(res["extra_w1"] == 0.5)  # and from closure_w1, frozen with the analytic part
+    assert "the closure with the guided sampler" in (out / "report.md").read_text()  # the table names its sampler

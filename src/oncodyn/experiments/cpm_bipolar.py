@@ -25,7 +25,7 @@ from oncodyn.cpm.sample_metrics import f_frag, f_vol, mean_bipolar_ratio, volume
 from oncodyn.cpm.scenarios import bipolar_types
 from oncodyn.experiments.cpm_bipolar_data import BipolarDataConfig, bipolar_snapshots, bipolar_start
 from oncodyn.experiments.cpm_neural_models import (ModelsConfig, figure_arrays, ground_truth_samples, plot_models,
-                                                   states_of, train_models, training_seconds)
+                                                   sampler_note, states_of, train_models, training_seconds)
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, plotter, register
 from oncodyn.io.rundir import RunDir
 
@@ -93,8 +93,7 @@ def run_bipolar(cfg: BipolarModelsConfig, ctx: RunContext) -> ExperimentResult:
              "all cell sites, mean over samples — the data's value is the target, the random starts' the baseline, "
              "and the ground-truth row (the data's own "
              "Hamiltonian and kinetics from the same starts for the same MCS) what this sampling length allows. "
-             f"Networks sample with the approximate parallel sampler (k = {cfg.k_frac:g} of the border sites per "
-             f"batch) and ΔH '{cfg.delta}'. Reduced: iterations, sampling length and (by default) the network widths. "
+             f"{sampler_note(cfg)} Reduced: iterations, sampling length and (by default) the network widths. "
              "Fragments: pieces joined through the CPM's Moore neighbourhood (the published f_frag's); the "
              "4-connected count also splits cells whose parts touch only at a corner.")
     return ExperimentResult(metrics=metrics, tables=[table])

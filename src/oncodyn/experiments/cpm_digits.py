@@ -22,7 +22,7 @@ from pydantic import Field
 from oncodyn.cpm.sample_metrics import DigitClassifier, classifier_score, f_frag, f_vol, volume_range
 from oncodyn.experiments.cpm_digits_data import DigitsDataConfig, digit_snapshots, digit_start
 from oncodyn.experiments.cpm_neural_models import (ModelsConfig, figure_arrays, ground_truth_samples, plot_models,
-                                                   states_of, train_models, training_seconds)
+                                                   sampler_note, states_of, train_models, training_seconds)
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, plotter, register
 from oncodyn.io.rundir import RunDir
 
@@ -85,8 +85,7 @@ def run_digits(cfg: DigitsModelsConfig, ctx: RunContext) -> ExperimentResult:
         columns=["model", "published f_vol / f_frag / CS", "MCS from the start", "f_vol", "f_frag",
                  "f_frag (4-connected)", "CS", "training", "sampling"],
         rows=rows,
-        note=f"Reduced: iterations and sampling length (title). Networks sample with the approximate parallel sampler "
-             f"(k = {cfg.k_frac:g} of the border sites per batch) and ΔH '{cfg.delta}'. CS uses a logistic-regression "
+        note=f"Reduced: iterations and sampling length (title). {sampler_note(cfg)} CS uses a logistic-regression "
              "digit classifier trained on all snapshots; the data row is the target, and the ground-truth row (the "
              "data's own Hamiltonian and kinetics, run from the same starts for the same MCS) is what this sampling "
              "length lets any model reach; f_vol uses "

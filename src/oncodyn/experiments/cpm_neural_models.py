@@ -276,6 +276,19 @@ def train_and_sample(kind: str, cfg: ModelsConfig, data: dict[str, np.ndarray], 
     return cached_result(ctx.rundir, f"model_{kind.replace('+', '_')}", compute)
 
 
+def sampler_note(cfg: ModelsConfig) -> str:
+    """One sentence for a results table: which sampler each kind of model trained and sampled with."""
+    approx = (f"the approximate parallel sampler (k = {cfg.k_frac:g} of the border sites per batch) and "
+              f"ΔH '{cfg.delta}'")
+    closure = {"block": f"the block sampler (blocks of {cfg.block_mcs:g} MCS of its compiled analytic part, each "
+                        "accepted by the network)",
+               "guided": f"the guided sampler (the network linearised every {cfg.block_mcs:g} MCS as a force on "
+                         "every copy of the compiled analytic sampler)",
+               "approx": approx}[cfg.closure_sampler]
+    return (f"Analytic models sample with the compiled '{cfg.analytic_sampler}' sampler, the pure networks with "
+            f"{approx}, the closure with {closure}.")
+
+
 def train_models(cfg: ModelsConfig, data: dict[str, np.ndarray], start: Callable[[int], CPMState], target: float,
                  ctx: RunContext) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
     """``(kind, results)`` of every model of ``cfg.models`` in order (:func:`train_and_sample`); a
