@@ -53,6 +53,39 @@ def test_sampler_note_names_the_sampler_each_kind_uses():
         assert ("3 MCS" in note) == (closure != "approx")
 
 
+@pytest.mark.parametrize("cls", [DigitsModelsConfig, BipolarModelsConfig])
+def test_published_presets_are_neuralcpms_training(cls):
+    from oncodyn.config import load_config
+
+    cfg = load_config(cls, preset="published")
+    assert (cfg.iterations, cfg.batch, cfg.alpha, cfg.delta, cfg.closure_sampler) == (10_000, 16, 5e-4, "auto", "approx")
+    assert cfg.closure_w1 == 0.25 and cfg.closure_analytic_lr is None and not cfg.closure_warm_chains
+    assert cfg.mcs_per_iter == (1.0 if cls is BipolarModelsConfig else 0.5)
+    for kind in cfg.models:  # every model fits the preset's lattice
+        build_model(kind, cfg, 2, cfg.target, cfg.shape)
+
+
+def test_published_bipolar_preset_runs_shrunk(tmp_path):
+    """The published configuration end to end (exact network ΔH in the approximate sampler, the
+    closure's analytic part training with it), on a lattice and schedule small enough for a CPU."""
+    import json
+
+    from oncodyn import cli
+
+    out = tmp_path / "n3p"
+    sets = ["shape=[80,80]", "n_cells=12", "n_snapshots=4", "mcs=200", "widths=[4,4,4,4,4,4]", "iterations=2",
+            "analytic_iterations=2", "batch=2", "mcs_per_iter=0.02", "network_eval_mcs=0.02", "eval_mcs=2",
+            "eval_samples=2", "trajectory_frames=2", "models=[cellsort,nh+closure]"]
+    args = ["run", "neuralcpm-bipolar", "--preset", "published", "--quiet", "--out", str(out)]
+    for s_ in sets:
+        args += ["--set", s_]
+    assert cli.main(args) == 0
+    assert np.isfinite(json.loads((out / "metrics.json").read_text())["nh+closure_ratio"])
+    res = np.load(out / "results" / "model_nh_closure.npz")
+    assert float(res["extra_w1"][0]) != 0.25  # w1 trains with the network (it started at 0.25)
+    assert "the closure with the approximate parallel sampler" in (out / "report.md").read_text()
+
+
 def test_quick_bipolar_with_the_guided_closure_sampler(tmp_path):
     import json
 

@@ -9,8 +9,9 @@ largest difference between them. Untrained weights: the cost does not depend on 
 Each row also projects the published training with the exact ΔH onto this machine: NeuralCPM's
 sampler prices every proposal exactly, and a PCD iteration runs ``mcs`` sweeps (sites × mcs
 proposals) on each of ``batch`` chains for ``iterations`` iterations (published: 10⁴ iterations,
-batch 16, 0.5 MCS per iteration for the digits and 1 for the bipolar experiment). The projection
-is the measured per-proposal time times that count: a cost estimate, not a run.
+batch 16, 0.5 MCS per iteration for the digits and 1 for the bipolar experiment: the
+``published`` presets of ``neuralcpm-digits`` and ``neuralcpm-bipolar``). The projection is the
+measured per-proposal time times that count: a cost estimate, not a run.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from oncodyn.config import apply_sets
 from oncodyn.cpm.hamiltonians import Hamiltonian
 from oncodyn.cpm.lattice import Lattice, voronoi_blob
 from oncodyn.cpm.samplers import ApproxParallelSampler
+from oncodyn.experiments.cpm_bipolar import BipolarModelsConfig
+from oncodyn.experiments.cpm_digits import DigitsModelsConfig
+from oncodyn.experiments.cpm_neural_models import PUBLISHED_TRAINING
 
 
 def bench_neuralcpm(quick: bool = False, sets: list[str] | None = None, progress: bool = True) -> dict:
@@ -33,7 +37,9 @@ def bench_neuralcpm(quick: bool = False, sets: list[str] | None = None, progress
     cfg = {"cases": [["digits", 36, 8]] if quick else [["digits", 108, 50], ["digits", 216, 50], ["bipolar", 120, 40],
                                                        ["bipolar", 200, 100]],
            "k": 16 if quick else 64, "repeats": 1 if quick else 3, "dtype": "float32", "seed": 0,
-           "train_iterations": 10_000, "train_batch": 16, "train_mcs": {"digits": 0.5, "bipolar": 1.0}}
+           "train_iterations": PUBLISHED_TRAINING["iterations"], "train_batch": PUBLISHED_TRAINING["batch"],
+           "train_mcs": {"digits": DigitsModelsConfig.presets["published"]["mcs_per_iter"],
+                         "bipolar": BipolarModelsConfig.presets["published"]["mcs_per_iter"]}}
     cfg = apply_sets(cfg, sets, "bench neuralcpm")
     dtype = {"float32": torch.float32, "float64": torch.float64}.get(cfg["dtype"])
     if dtype is None:

@@ -12,6 +12,10 @@ PCD (:mod:`oncodyn.experiments.cpm_neural_models`); samples from fresh random cl
 and f_frag. The network is the spec's ``bipolar`` architecture (embed 5, pools 2, 1, 2, 1, 2, 1)
 at half its widths by default (8, 16, 16, 32, 32, 32 instead of 16, 32, 32, 64, 64, 64), which
 halves the cost of a ΔH on a CPU; ``--set widths=[16,32,32,64,64,64]`` restores it.
+
+``--preset published`` is NeuralCPM's own training for a GPU: full widths, 10⁴ iterations of
+batch 16 at 1 MCS each with the exact network ΔH in the approximate sampler, rotated snapshots
+(:data:`~oncodyn.experiments.cpm_neural_models.PUBLISHED_TRAINING`).
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from oncodyn.cpm.observables import fragmented_cells
 from oncodyn.cpm.sample_metrics import f_frag, f_vol, mean_bipolar_ratio, volume_range
 from oncodyn.cpm.scenarios import bipolar_types
 from oncodyn.experiments.cpm_bipolar_data import BipolarDataConfig, bipolar_snapshots, bipolar_start
-from oncodyn.experiments.cpm_neural_models import (ModelsConfig, figure_arrays, ground_truth_samples, plot_models,
-                                                   sampler_note, states_of, train_models, training_seconds)
+from oncodyn.experiments.cpm_neural_models import (PUBLISHED_TRAINING, ModelsConfig, figure_arrays, ground_truth_samples,
+                                                   plot_models, sampler_note, states_of, train_models,
+                                                   training_seconds)
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, plotter, register
 from oncodyn.io.rundir import RunDir
 
@@ -44,7 +49,11 @@ class BipolarModelsConfig(BipolarDataConfig, ModelsConfig):
     presets = {"quick": {"n_snapshots": 6, "shape": [80, 80], "n_cells": 12, "mcs": 1000.0, "iterations": 3,
                          "analytic_iterations": 6, "batch": 2, "widths": [4, 4, 4, 4, 4, 4], "eval_samples": 3,
                          "eval_mcs": 2.0, "network_eval_mcs": 2.0, "trajectory_frames": 3,
-                         "potential_grid": 4}}
+                         "potential_grid": 4},
+               # NeuralCPM's training (see PUBLISHED_TRAINING), its bipolar widths, 1 MCS per iteration,
+               # resets at 0.025 per iteration, rotated snapshots, a potential per site; a GPU run
+               "published": {**PUBLISHED_TRAINING, "widths": [16, 32, 32, 64, 64, 64], "mcs_per_iter": 1.0,
+                             "reset_prob": 0.025, "augment": True, "potential_grid": 120}}
 
 
 @register("neuralcpm-bipolar", BipolarModelsConfig,

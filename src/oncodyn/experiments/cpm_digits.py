@@ -12,6 +12,10 @@ networks, sampled with a network ΔH per proposal, ``network_eval_mcs`` = 100); 
 the digit classifier trained on the snapshots. The NH architecture uses embed 5 and pools 2, 2,
 1, 1 (total stride 20) so that the published 100×100 lattice fits (the spec's 3, 2, 1, 1 with
 embed 3 has stride 18).
+
+``--preset published`` is NeuralCPM's own training for a GPU: its architecture on 108×108, 10⁴
+iterations of batch 16 with the exact network ΔH in the approximate sampler
+(:data:`~oncodyn.experiments.cpm_neural_models.PUBLISHED_TRAINING`).
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from pydantic import Field
 
 from oncodyn.cpm.sample_metrics import DigitClassifier, classifier_score, f_frag, f_vol, volume_range
 from oncodyn.experiments.cpm_digits_data import DigitsDataConfig, digit_snapshots, digit_start
-from oncodyn.experiments.cpm_neural_models import (ModelsConfig, figure_arrays, ground_truth_samples, plot_models,
-                                                   sampler_note, states_of, train_models, training_seconds)
+from oncodyn.experiments.cpm_neural_models import (PUBLISHED_TRAINING, ModelsConfig, figure_arrays, ground_truth_samples,
+                                                   plot_models, sampler_note, states_of, train_models,
+                                                   training_seconds)
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, plotter, register
 from oncodyn.io.rundir import RunDir
 
@@ -38,7 +43,13 @@ class DigitsModelsConfig(DigitsDataConfig, ModelsConfig):
     presets = {"quick": {"n_snapshots": 12, "shape": [60, 60], "n_cells": 12, "mcs": 50.0, "iterations": 4,
                          "analytic_iterations": 8, "batch": 2, "widths": [4, 4, 4, 4], "eval_samples": 3,
                          "eval_mcs": 2.0, "network_eval_mcs": 2.0, "trajectory_frames": 3,
-                         "potential_grid": 6}}
+                         "potential_grid": 6},
+               # NeuralCPM's training (see PUBLISHED_TRAINING), its digits architecture (total stride 18,
+               # so 108² in place of its 100²), 0.5 MCS per iteration, resets at 0.0125, a potential per
+               # site; a GPU run
+               "published": {**PUBLISHED_TRAINING, "shape": [108, 108], "widths": [8, 16, 32, 32],
+                             "pools": [3, 2, 1, 1], "embed": 3, "mcs_per_iter": 0.5, "reset_prob": 0.0125,
+                             "potential_grid": 108}}
 
 
 @register("neuralcpm-digits", DigitsModelsConfig,

@@ -40,6 +40,20 @@ MODEL_KINDS = ("cellsort", "cellsort+potential", "cnn", "1nh+cnn", "nh", "nh+clo
 ANALYTIC_KINDS = ("cellsort", "cellsort+potential")
 
 
+#: NeuralCPM's published training of the networks (its public configurations of the digits and
+#: bipolar experiments), common to N2 and N3: 10⁴ PCD iterations of batch 16, α = 5·10⁻⁴; the
+#: approximate parallel sampler with the exact network ΔH for every model (``delta="auto"``:
+#: local where the architecture allows it); a closure whose analytic weight starts at 0.25 and
+#: whose analytic part trains with the network, its chains starting from type-permuted snapshots.
+#: Each experiment's ``published`` preset adds its own widths, MCS per iteration and reset rate.
+#: This is a GPU configuration: ``oncodyn bench neuralcpm`` projects it at hundreds of days on a
+#: 2-core CPU.
+PUBLISHED_TRAINING: dict = {"iterations": 10_000, "analytic_iterations": 10_000, "batch": 16, "alpha": 5e-4,
+                            "lr": 1e-3, "ema": 0.99, "delta": "auto", "closure_sampler": "approx",
+                            "closure_w1": 0.25, "closure_analytic_lr": None, "closure_warm_chains": False,
+                            "network_eval_mcs": 1000.0}
+
+
 class ModelsConfig(ExperimentConfig):
     """Training and sampling of the compared models.
 
