@@ -42,10 +42,13 @@ ANALYTIC_KINDS = ("cellsort", "cellsort+potential")
 
 #: NeuralCPM's published training of the networks (its public configurations of the digits and
 #: bipolar experiments), common to N2 and N3: 10⁴ PCD iterations of batch 16, α = 5·10⁻⁴; the
-#: approximate parallel sampler with the exact network ΔH for every model (``delta="auto"``:
-#: local where the architecture allows it); a closure whose analytic weight starts at 0.25 and
-#: whose analytic part trains with the network, its chains starting from type-permuted snapshots.
-#: Each experiment's ``published`` preset adds its own widths, MCS per iteration and reset rate.
+#: approximate parallel sampler with the exact network ΔH for every network and the closure
+#: (``delta="auto"``: local where the architecture allows it; its flips per batch stay
+#: ``k_frac``, where NeuralCPM flips 50 sites at a time); a closure whose analytic weight starts
+#: at 0.25 and whose analytic part trains with the network, its chains starting from
+#: type-permuted snapshots. The analytic baselines keep the compiled sampler of the data's
+#: kinetics. Each experiment's ``published`` preset adds its own widths, MCS per iteration and
+#: reset rate.
 #: This is a GPU configuration: ``oncodyn bench neuralcpm`` projects it at hundreds of days on a
 #: 2-core CPU.
 PUBLISHED_TRAINING: dict = {"iterations": 10_000, "analytic_iterations": 10_000, "batch": 16, "alpha": 5e-4,
