@@ -310,10 +310,15 @@ def test_bad_params_raise(field, value):
         RadialParams(**{"mass": 1.0, field: value})
 
 
-def test_elliptic_without_decay_is_rejected():
-    """eps = k = 0 is a valid model (the SIPF parabolic--elliptic case) but not solvable with no flux."""
-    with pytest.raises(ValueError, match="^k:"):
-        solve_radial(RadialParams(mass=1.0, eps=0.0, k=0.0), COARSE)
+def test_elliptic_without_decay_is_whole_space():
+    """eps = k = 0 is accepted: the whole-space case (free-space Gauss-law field), not a no-flux one."""
+    p = RadialParams(mass=10.0, eps=0.0, k=0.0)
+    res = solve_radial(p, replace(COARSE, t_end=0.1, dt=1e-2))
+    assert not res.unstable
+    np.testing.assert_allclose(res.mass, 10.0, rtol=1e-12)  # conservative SG step, as for eps > 0
+    assert res.rho.min() >= 0.0
+    # c is relative to the outermost cell and decreases outwards (attractant peaked at 0)
+    assert res.c[-1] == 0.0 and np.all(np.diff(res.c) <= 0) and res.c_max[-1] > 0
 
 
 def test_bad_initial_profile_shape():

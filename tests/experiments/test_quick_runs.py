@@ -14,6 +14,8 @@ def test_quick_run(name, tmp_path):
     assert cli.main(["run", name, "--quick", "--quiet", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["tables"], "every experiment prints a comparison table"
-    assert "published" in " ".join(metrics["tables"][0]["columns"]).lower() or name == "sipf-supnorm-vs-modes"
+    columns = " ".join(metrics["tables"][0]["columns"]).lower()
+    # DeepLagrangian has no published tables (its spec): its reference column says so
+    assert "published" in columns or name == "sipf-supnorm-vs-modes"
     assert list((out / "figures").glob("*.png"))
     assert json.loads((out / "meta.json").read_text())["status"] == "finished"

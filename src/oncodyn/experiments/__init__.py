@@ -22,3 +22,4 @@ from oncodyn.experiments import angio_annuli  # noqa: F401
 from oncodyn.experiments import angio_runtime  # noqa: F401
 from oncodyn.experiments import angio_convergence  # noqa: F401
 from oncodyn.experiments import nsipf_train  # noqa: F401
+from oncodyn.experiments import deeplagrangian  # noqa: F401
