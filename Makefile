@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/oncodyn bench cpm
 	$(BIN)/oncodyn bench neuralcpm
 	$(BIN)/oncodyn bench angiogenesis
+	$(BIN)/oncodyn bench deeplagrangian
 
 clean:
 	rm -rf runs .pytest_cache

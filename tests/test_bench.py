@@ -87,3 +87,15 @@ def test_bench_angiogenesis_json_shape(capsys):
     for r in out["rows"]:
         assert r["time_per_step_s"] > 0 and r["projected_total_s"] == pytest.approx(r["time_per_step_s"] * 500)
         assert r["ratio_vs_baseline"] > 0
+
+
+def test_bench_deeplagrangian_json_shape(capsys):
+    from oncodyn import cli
+
+    assert cli.main(["bench", "deeplagrangian", "--quick", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    methods = [r["method"] for r in out["rows"]]
+    assert any("training" in m for m in methods) and any("sampling" in m for m in methods)
+    assert any("density" in m for m in methods)
+    train = next(r for r in out["rows"] if "training" in r["method"])
+    assert train["per_segment_s"] > 0 and train["ratio_vs_baseline"] > 0

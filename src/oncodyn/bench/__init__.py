@@ -10,12 +10,14 @@ from collections.abc import Callable
 
 from oncodyn.bench.angiogenesis import bench_angiogenesis
 from oncodyn.bench.cpm import bench_cpm
+from oncodyn.bench.deeplagrangian import bench_deeplagrangian
 from oncodyn.bench.glioma import bench_glioma
 from oncodyn.bench.neuralcpm import bench_neuralcpm
 from oncodyn.bench.sipf import bench_sipf
 
 BENCHMARKS: dict[str, Callable[..., dict]] = {"sipf": bench_sipf, "glioma": bench_glioma, "cpm": bench_cpm, "neuralcpm": bench_neuralcpm,
-                                              "angiogenesis": bench_angiogenesis}
+                                              "angiogenesis": bench_angiogenesis,
+                                              "deeplagrangian": bench_deeplagrangian}
 
 
 def render_table(result: dict) -> str:

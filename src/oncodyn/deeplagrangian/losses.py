@@ -234,3 +234,44 @@ def characteristic_residual(g: KRnetMap, setup: LossSetup, batch: SegmentPool, i
         lp = frozen_logp(yj) + ld
         loss = loss + ((lp - lj) ** 2).mean()
     return loss / len(targets)
+
+
+def velocity_residual_reference(chain, k: int, setup: LossSetup, z: torch.Tensor, z_r: torch.Tensor, n_t: int,
+                                generator: torch.Generator) -> torch.Tensor:
+    r"""Loss A by its definition, the readable reference of :func:`velocity_residual`.
+
+    For each of ``n_t`` times drawn exactly as :func:`velocity_residual` draws them:
+    :math:`x = T_\theta(z, t)` through the whole chain, :math:`\partial_t T` and the score
+    :math:`\nabla_x\log p_\theta(x, t)` by autograd of the chain's own log-density (every
+    frozen segment inverted again), the interaction from fresh samples
+    :math:`Y = T_\theta(z_r, t)`. Same value as the pooled version for the same latent
+    points (tested); slower because nothing is reused.
+
+    Args:
+        chain: the :class:`~oncodyn.deeplagrangian.flow.FlowChain`; segment ``k`` is trained.
+        z: [n_t * n, d] latent points; z_r: [n_t * n_r, d] latent points of the interaction.
+    """
+    a, b = chain.times[k]
+    dt_, dev = z.dtype, z.device
+    tau_s = torch.rand(n_t, generator=generator, dtype=dt_).to(dev)
+    n, n_r, d = z.shape[0] // n_t, z_r.shape[0] // n_t, z.shape[1]
+    total = 0.0
+    for j in range(n_t):
+        t_j = float(a + (b - a) * tau_s[j])
+        t = torch.full((n, 1), t_j, dtype=dt_, device=dev, requires_grad=True)  # one leaf per sample
+        zj = z[j * n:(j + 1) * n]
+        with torch.no_grad():
+            y0 = chain.push_frozen(zj, k)
+        x, _ = chain.segments[k](y0, (t - a) / (b - a))
+        dxdt = torch.stack([torch.autograd.grad(x[:, i].sum(), t, create_graph=True)[0][:, 0] for i in range(d)], 1)
+        xs = x if x.requires_grad else x.requires_grad_(True)
+        lp = chain.log_density(xs, t_j)
+        (score,) = torch.autograd.grad(lp.sum(), xs, create_graph=True)
+        V = -setup.mu * score
+        if setup.chi > 0:
+            with torch.no_grad():
+                yr = chain.push(z_r[j * n_r:(j + 1) * n_r], t_j)
+            V = V - setup.chi * setup.mass * interaction_field(x[None], yr[None], setup.delta)[0]
+        V = V + setup.advection(x, t.detach())
+        total = total + ((dxdt - V) ** 2).sum(1).sum()
+    return total / (n * n_t)

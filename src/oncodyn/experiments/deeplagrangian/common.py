@@ -16,7 +16,6 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from oncodyn.config import ExperimentConfig
-from oncodyn.deeplagrangian.flow import FlowSolution
 from oncodyn.deeplagrangian.krnet import KRnetSpec
 from oncodyn.deeplagrangian.marching import MarchOptions, MarchResult, march
 from oncodyn.experiments.registry import RunContext

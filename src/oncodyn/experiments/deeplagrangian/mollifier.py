@@ -108,7 +108,7 @@ class MollifierConfig(DLConfig):
     t_end: float = Field(0.3, gt=0, allow_inf_nan=False)
     segment: float = Field(0.1, gt=0, allow_inf_nan=False)
 
-    presets = {"quick": {**QUICK, "dims": [2], "deltas": [0.4, 0.2, 0.1], "n_rs": [64, 256], "n_points": 100, "repeats": 4, "train_deltas": [0.1], "seeds": [0, 1], "t_end": 0.05,
+    presets = {"quick": {**QUICK, "dims": [2], "deltas": [0.2, 0.1, 0.05], "n_rs": [64, 256], "n_points": 100, "repeats": 4, "train_deltas": [0.1], "seeds": [0, 1], "t_end": 0.05,
                          "segment": 0.05}}
 
     @field_validator("deltas", "train_deltas")

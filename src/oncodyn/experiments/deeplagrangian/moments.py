@@ -49,7 +49,7 @@ class MomentsConfig(DLConfig):
     n_times: int = Field(17, ge=3)
     segment: float = Field(0.1, gt=0, allow_inf_nan=False)
 
-    presets = {"quick": {**QUICK, "t_end": 0.1, "track_fraction": 0.1, "segment": 0.05, "n_times": 5}}
+    presets = {"quick": {**QUICK, "t_end": 0.3, "track_fraction": 0.3, "segment": 0.1, "n_times": 7}}
 
     @field_validator("mass_factors")
     @classmethod

@@ -11,7 +11,6 @@ method is more accurate at comparable wall time.
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
