@@ -59,7 +59,8 @@ def max_density(sol: FlowSolution, t: float, n: int = 20_000, seed: int = 0, ref
     """max_x p_theta(x, t): the best of ``n`` samples, refined by gradient ascent on log p (1 / length^d)."""
     (x,) = samples_at(sol, [t], n, seed)
     lp = sol.log_density(x, t)
-    best = torch.as_tensor(x[np.argsort(lp)[-8:]], dtype=sol.chain.mean.dtype).requires_grad_(True)
+    best = torch.as_tensor(x[np.argsort(lp)[-8:]], dtype=sol.chain.mean.dtype,
+                           device=sol.chain.mean.device).requires_grad_(True)
     opt = torch.optim.Adam([best], lr=1e-2 * float(np.std(x)))
     for _ in range(refine):
         loss = -sol.chain.log_density(best, float(t)).sum()

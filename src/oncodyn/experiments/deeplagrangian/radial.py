@@ -42,7 +42,8 @@ class RadialConfig(DLConfig):
         fraction: super-critical cases run to this fraction of the reference's blow-up time, in (0, 1).
         n_compare: comparison times, evenly spaced over (0, T].
         n_dirs: directions of the angular mean of p_θ.
-        r_max, n_r, h_min, dt_ref: the radial reference's grid and time step.
+        ref_r_max, ref_cells, ref_h_min, ref_dt: the radial reference's outer radius (length),
+            cells, innermost cell (length) and time step (time).
     """
 
     cases: list[str] = list(CASES)
@@ -53,14 +54,14 @@ class RadialConfig(DLConfig):
     fraction: float = Field(0.9, gt=0, lt=1)
     n_compare: int = Field(4, ge=1)
     n_dirs: int = Field(32, ge=4)
-    r_max: float = Field(20.0, gt=0, allow_inf_nan=False)
-    n_r: int = Field(2000, ge=50)
-    h_min: float = Field(1e-5, gt=0, allow_inf_nan=False)
-    dt_ref: float = Field(1e-4, gt=0, allow_inf_nan=False)
+    ref_r_max: float = Field(20.0, gt=0, allow_inf_nan=False)
+    ref_cells: int = Field(2000, ge=50)
+    ref_h_min: float = Field(1e-5, gt=0, allow_inf_nan=False)
+    ref_dt: float = Field(1e-4, gt=0, allow_inf_nan=False)
     segment: float = Field(0.1, gt=0, allow_inf_nan=False)
 
-    presets = {"quick": {**QUICK, "cases": ["2d-sub"], "t_end": 0.1, "segment": 0.05, "n_compare": 2, "n_r": 400,
-                         "h_min": 1e-3, "dt_ref": 1e-3, "n_dirs": 8}}
+    presets = {"quick": {**QUICK, "cases": ["2d-sub"], "t_end": 0.1, "segment": 0.05, "n_compare": 2, "ref_cells": 400,
+                         "ref_h_min": 1e-3, "ref_dt": 1e-3, "n_dirs": 8}}
 
     @field_validator("cases")
     @classmethod
@@ -84,8 +85,8 @@ class RadialConfig(DLConfig):
         return KSWholeSpace(mu=self.mu, chi=1.0, mass=self.chi_mass_3d[i], dim=3)
 
     def settings(self) -> RadialSettings:
-        return RadialSettings(r_max=self.r_max, n_r=self.n_r, h_min=min(self.h_min, self.r_max / self.n_r / 2),
-                              dt=self.dt_ref)
+        return RadialSettings(r_max=self.ref_r_max, n_r=self.ref_cells,
+                              h_min=min(self.ref_h_min, self.ref_r_max / self.ref_cells / 2), dt=self.ref_dt)
 
 
 def plot_radial(rd: RunDir) -> list:
@@ -164,7 +165,7 @@ def run_radial(cfg: RadialConfig, ctx: RunContext) -> ExperimentResult:
     ctx.rundir.write_arrays("profiles.npz", arrays)
     table = Comparison(
         title=f"D3: radial Gaussian p0 (s = {cfg.std:g}), μ = {cfg.mu:g}, δ = {cfg.delta:g}, "
-              f"{cfg.n_compare} comparison times; reference: radial FV, graded n_r = {cfg.n_r}, dt = {cfg.dt_ref:g}",
+              f"{cfg.n_compare} comparison times; reference: radial FV, graded, {cfg.ref_cells} cells, dt = {cfg.ref_dt:g}",
         columns=["case", "χM", "reference blow-up time T*", "T", "t reached", "reference max p(T) (no published table)",
                  "our max p(T)", "worst max-p error (target 0.05)", "worst rel. L2 (target 0.03)", "meets targets",
                  "train time (s)"],

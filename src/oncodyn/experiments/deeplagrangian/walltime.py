@@ -46,8 +46,8 @@ class WallTimeConfig(RadialConfig):
     dt_particles: float = Field(0.005, gt=0, allow_inf_nan=False)
 
     presets = {"quick": {**QUICK, "case": "2d-sub", "t_end": 0.05, "segment": 0.05, "budgets": [10, 30],
-                         "particle_counts": [200, 800], "dt_particles": 0.01, "n_r": 400, "h_min": 1e-3,
-                         "dt_ref": 1e-3, "n_dirs": 8}}
+                         "particle_counts": [200, 800], "dt_particles": 0.01, "ref_cells": 400, "ref_h_min": 1e-3,
+                         "ref_dt": 1e-3, "n_dirs": 8}}
 
     @field_validator("budgets", "particle_counts")
     @classmethod
