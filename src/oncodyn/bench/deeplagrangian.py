@@ -65,7 +65,7 @@ def _row(method: str, ours: list[float], base: list[float] | None, **extra) -> d
 
 def bench_deeplagrangian(quick: bool = False, sets: list[str] | None = None, progress: bool = True) -> dict:
     """Run the benchmark; ``sets`` overrides ``dims``, ``segments``, ``n_z``, ``n_r``, ``n_t``, ``pool``,
-    ``iterations``, ``n_samples``, ``kde_particles``, ``repeats``, ``threads``, ``device``."""
+    ``iterations``, ``n_samples``, ``kde_particles``, ``density_points``, ``repeats``, ``threads``, ``device``."""
     from scipy.stats import gaussian_kde
 
     from oncodyn.deeplagrangian.flow import FlowSolution
@@ -74,7 +74,8 @@ def bench_deeplagrangian(quick: bool = False, sets: list[str] | None = None, pro
 
     cfg = {"dims": [2] if quick else [2, 3], "segments": 2 if quick else 8, "n_z": 128 if quick else 512,
            "n_r": 64 if quick else 512, "n_t": 8, "pool": 1024 if quick else 16384, "iterations": 300,
-           "n_samples": 2000 if quick else 100_000, "kde_particles": 2000 if quick else 100_000,
+           "n_samples": 2000 if quick else 100_000, "kde_particles": 2000 if quick else 20_000,
+           "density_points": 2000 if quick else 5000,
            "repeats": 2 if quick else 3, "threads": 1, "device": "auto"}
     cfg = apply_sets(cfg, sets, "bench deeplagrangian")
     device = resolve_device(cfg["device"])
@@ -120,7 +121,7 @@ def bench_deeplagrangian(quick: bool = False, sets: list[str] | None = None, pro
             rows.append(_row(f"{dim}D sampling, {n} samples", t_s, None, throughput_per_s=n / float(np.median(t_s)),
                              unit="s per call"))
             x = sol.sample(n, chain.t_final, seed=1)
-            pts = x[: min(n, 20_000)]
+            pts = x[: min(n, int(cfg["density_points"]))]
             kde = gaussian_kde(x[: int(cfg["kde_particles"])].T)
             t_d = _timed(lambda: sol.log_density(pts, chain.t_final), int(cfg["repeats"]))
             t_k = _timed(lambda: kde(pts.T), int(cfg["repeats"]))

@@ -9,8 +9,9 @@ r"""Time marching: fit :math:`p_0`, then train one KRnet segment after another.
   learning rate for a fixed number of iterations; warm-started from the previous segment's
   weights.
 * Segment lengths shrink as the density concentrates:
-  :math:`h_{k+1} = h_0\,(\max p(t_0)/\max p(t_{k+1}))^{2/d}` (the diffusive time of the
-  peak's width), clipped to ``[min_segment, segment]``; the run stops before the singularity,
+  :math:`h_{k+1} = h_0\,(\max p(t_0)/\max p(t_{k+1}))^{s/d}`, clipped to
+  ``[min_segment, segment]``: with ``shrink`` s = 1 in proportion to the peak's width
+  (:math:`\propto (\max p)^{-1/d}`, the default), with s = 2 to its diffusive time; the run stops before the singularity,
   and says why, once the next segment would be shorter than ``min_segment`` or
   :math:`\max p` exceeds ``density_cap``.
 * After each finished segment the chain is saved (atomically) to ``checkpoint``; a rerun with
@@ -49,6 +50,7 @@ class MarchOptions:
         min_segment: shortest segment; the run stops before the singularity when the next one
             would be shorter, 0 < min_segment <= segment.
         adaptive: shorten segments as max p grows (else every segment has length ``segment``).
+        shrink: exponent s of the shortening rule (module docstring), > 0.
         iterations: optimiser steps per segment (>= 1).
         lr, lr_final: initial and final learning rate (exponential decay), > 0.
         weight_decay: AdamW weight decay, >= 0.
@@ -72,6 +74,7 @@ class MarchOptions:
     segment: float = 0.1
     min_segment: float = 1e-3
     adaptive: bool = True
+    shrink: float = 1.0
     iterations: int = 300
     lr: float = 3e-3
     lr_final: float = 3e-4
@@ -93,6 +96,7 @@ class MarchOptions:
         _check(math.isfinite(self.t_end) and self.t_end > 0, "t_end", "finite and > 0", self.t_end)
         _check(math.isfinite(self.segment) and self.segment > 0, "segment", "finite and > 0", self.segment)
         _check(0 < self.min_segment <= self.segment, "min_segment", f"in (0, segment = {self.segment}]", self.min_segment)
+        _check(math.isfinite(self.shrink) and self.shrink > 0, "shrink", "finite and > 0", self.shrink)
         _check(self.iterations >= 1, "iterations", ">= 1", self.iterations)
         _check(self.lr > 0 and self.lr_final > 0, "lr", "> 0 (and lr_final > 0)", (self.lr, self.lr_final))
         _check(self.weight_decay >= 0, "weight_decay", ">= 0", self.weight_decay)
@@ -247,7 +251,7 @@ def _march(model, p0, advection, spec: KRnetSpec, opts: MarchOptions, *, device:
     while t < opts.t_end - tol:
         h = opts.segment
         if opts.adaptive:
-            h = min(opts.segment, opts.segment * (p_max0 / p_max) ** (2.0 / model.dim))
+            h = min(opts.segment, opts.segment * (p_max0 / p_max) ** (opts.shrink / model.dim))
         if h < opts.min_segment - 1e-15:
             stopped = (f"stopped at t = {t:.4g} before the singularity: max p = {p_max:.4g} asks for segments of "
                        f"{h:.2e} < min_segment = {opts.min_segment:g}")

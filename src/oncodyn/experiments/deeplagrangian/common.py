@@ -30,7 +30,8 @@ class DLConfig(ExperimentConfig):
         mu: cell diffusivity μ > 0 (length^2 / time).
         delta: mollifier width δ > 0 of the Monte Carlo interaction kernel (length).
         t_end: final time T (time units); each experiment checks it against its blow-up time.
-        segment, min_segment, adaptive: time-marching segment lengths (time units).
+        segment, min_segment, adaptive, shrink: time-marching segment lengths (time units) and
+            the exponent of their shortening as max p grows (MarchOptions).
         iterations: optimiser steps per segment; lr, lr_final: AdamW learning rate, decayed.
         n_z, n_t, n_r, pool: batch size, distinct times per batch, interaction samples per time,
             start points per segment.
@@ -45,8 +46,9 @@ class DLConfig(ExperimentConfig):
     delta: float = Field(0.02, gt=0, **Finite)
     t_end: float = Field(0.5, gt=0, **Finite)
     segment: float = Field(0.1, gt=0, **Finite)
-    min_segment: float = Field(0.005, gt=0, **Finite)
+    min_segment: float = Field(0.002, gt=0, **Finite)
     adaptive: bool = True
+    shrink: float = Field(1.0, gt=0, **Finite)
     iterations: int = Field(300, ge=1)
     lr: float = Field(3e-3, gt=0, **Finite)
     lr_final: float = Field(3e-4, gt=0, **Finite)
@@ -86,7 +88,7 @@ class DLConfig(ExperimentConfig):
 
     def march_options(self, t_end: float | None = None, seed_offset: int = 0, **over) -> MarchOptions:
         kw = dict(t_end=self.t_end if t_end is None else t_end, segment=self.segment,
-                  min_segment=min(self.min_segment, self.segment), adaptive=self.adaptive, iterations=self.iterations,
+                  min_segment=min(self.min_segment, self.segment), adaptive=self.adaptive, shrink=self.shrink, iterations=self.iterations,
                   lr=self.lr, lr_final=self.lr_final, n_z=self.n_z, n_t=self.n_t, n_r=self.n_r, pool=self.pool,
                   delta=self.delta, loss=self.loss, base_iterations=self.base_iterations, threads=self.threads,
                   seed=self.seed + seed_offset)
