@@ -101,6 +101,13 @@ QUICK = {"iterations": 40, "n_z": 128, "n_r": 64, "pool": 1024, "n_eval": 4000, 
          "width": 16, "cdf_bins": 8}
 
 
+def subset_of(v: list, allowed: tuple, what: str) -> list:
+    """Validator body: a non-empty list of distinct entries of ``allowed``."""
+    if not v or any(x not in allowed for x in v) or len(set(v)) != len(v):
+        raise ValueError(f"must list {what} among {', '.join(map(str, allowed))}, each once")
+    return v
+
+
 def train_case(cfg: DLConfig, ctx: RunContext, case: str, model, p0, advection, t_end: float,
                seed_offset: int = 0, **over) -> MarchResult:
     """Train (or resume, or reuse) one case; weights saved as ``models/<case>.pt``."""

@@ -17,7 +17,7 @@ from oncodyn.deeplagrangian import evaluate as ev
 from oncodyn.deeplagrangian.initial import GaussianP0
 from oncodyn.deeplagrangian.model import KSWholeSpace
 from oncodyn.deeplagrangian.velocity import make_advection
-from oncodyn.experiments.deeplagrangian.common import QUICK, DLConfig, train_case, wall_time
+from oncodyn.experiments.deeplagrangian.common import QUICK, DLConfig, subset_of, train_case, wall_time
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, register
 from oncodyn.io.rundir import RunDir
 
@@ -44,19 +44,8 @@ class GaussianConfig(DLConfig):
 
     presets = {"quick": {**QUICK, "dims": [2], "advections": ["constant"], "t_end": 0.1, "segment": 0.1}}
 
-    @field_validator("dims")
-    @classmethod
-    def _dims(cls, v):
-        if not v or any(d not in (2, 3) for d in v) or len(set(v)) != len(v):
-            raise ValueError("must list 2 and/or 3 (the dimension), each once")
-        return v
-
-    @field_validator("advections")
-    @classmethod
-    def _adv(cls, v):
-        if not v or any(a not in ("none", "constant") for a in v) or len(set(v)) != len(v):
-            raise ValueError("must list none and/or constant, each once")
-        return v
+    _dims = field_validator("dims")(classmethod(lambda cls, v: subset_of(v, (2, 3), "dimensions")))
+    _adv = field_validator("advections")(classmethod(lambda cls, v: subset_of(v, ("none", "constant"), "advections")))
 
     @field_validator("velocity")
     @classmethod

@@ -24,7 +24,7 @@ from oncodyn.deeplagrangian.metrics import energy_distance, sliced_wasserstein
 from oncodyn.deeplagrangian.model import KSWholeSpace
 from oncodyn.deeplagrangian.particles import ParticleOptions, simulate_particles
 from oncodyn.deeplagrangian.velocity import make_advection
-from oncodyn.experiments.deeplagrangian.common import QUICK, DLConfig, train_case, wall_time
+from oncodyn.experiments.deeplagrangian.common import QUICK, DLConfig, subset_of, train_case, wall_time
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, register
 from oncodyn.io.rundir import RunDir
 
@@ -67,19 +67,8 @@ class MergingConfig(DLConfig):
     presets = {"quick": {**QUICK, "dims": [2], "t_end": 0.02, "segment": 0.01, "n_particles": 2000,
                          "dt_particles": 0.005, "n_compare": 2}}
 
-    @field_validator("dims")
-    @classmethod
-    def _dims(cls, v):
-        if not v or any(d not in (2, 3) for d in v) or len(set(v)) != len(v):
-            raise ValueError("must list 2 and/or 3 (the dimension), each once")
-        return v
-
-    @field_validator("advections")
-    @classmethod
-    def _adv(cls, v):
-        if not v or any(a not in ADVECTIONS for a in v) or len(set(v)) != len(v):
-            raise ValueError(f"must list advections among {', '.join(ADVECTIONS)}, each once")
-        return v
+    _dims = field_validator("dims")(classmethod(lambda cls, v: subset_of(v, (2, 3), "dimensions")))
+    _adv = field_validator("advections")(classmethod(lambda cls, v: subset_of(v, ADVECTIONS, "advections")))
 
     @model_validator(mode="after")
     def _times(self):

@@ -32,7 +32,7 @@ from oncodyn.deeplagrangian import evaluate as ev
 from oncodyn.deeplagrangian.initial import GaussianP0
 from oncodyn.deeplagrangian.model import KSWholeSpace, grad_newton_mollified
 from oncodyn.deeplagrangian.velocity import NoAdvection
-from oncodyn.experiments.deeplagrangian.common import QUICK, DLConfig, train_case
+from oncodyn.experiments.deeplagrangian.common import QUICK, DLConfig, subset_of, train_case
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, register
 from oncodyn.io.rundir import RunDir
 
@@ -125,12 +125,7 @@ class MollifierConfig(DLConfig):
             raise ValueError("must be a non-empty list of integers >= 2")
         return v
 
-    @field_validator("dims")
-    @classmethod
-    def _dims(cls, v):
-        if not v or any(d not in (2, 3) for d in v):
-            raise ValueError("must list 2 and/or 3")
-        return v
+    _dims = field_validator("dims")(classmethod(lambda cls, v: subset_of(v, (2, 3), "dimensions")))
 
 
 def plot_mollifier(rd: RunDir) -> list:

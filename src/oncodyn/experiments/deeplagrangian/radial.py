@@ -20,7 +20,7 @@ from oncodyn.deeplagrangian.initial import GaussianP0
 from oncodyn.deeplagrangian.model import KSWholeSpace
 from oncodyn.deeplagrangian.references import RadialSettings, compare_radial, radial_blowup_time, radial_reference
 from oncodyn.deeplagrangian.velocity import NoAdvection
-from oncodyn.experiments.deeplagrangian.common import QUICK, DLConfig, moment_law_time, train_case, wall_time
+from oncodyn.experiments.deeplagrangian.common import QUICK, DLConfig, moment_law_time, subset_of, train_case, wall_time
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, register
 from oncodyn.io.rundir import RunDir
 
@@ -63,12 +63,7 @@ class RadialConfig(DLConfig):
     presets = {"quick": {**QUICK, "cases": ["2d-sub"], "t_end": 0.1, "segment": 0.05, "n_compare": 2, "ref_cells": 400,
                          "ref_h_min": 1e-3, "ref_dt": 1e-3, "n_dirs": 8}}
 
-    @field_validator("cases")
-    @classmethod
-    def _cases(cls, v):
-        if not v or any(c not in CASES for c in v) or len(set(v)) != len(v):
-            raise ValueError(f"must list cases among {', '.join(CASES)}, each once")
-        return v
+    _cases = field_validator("cases")(classmethod(lambda cls, v: subset_of(v, CASES, "cases")))
 
     @field_validator("chi_mass_2d", "chi_mass_3d")
     @classmethod

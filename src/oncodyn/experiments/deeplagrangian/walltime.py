@@ -23,7 +23,7 @@ from oncodyn.deeplagrangian.particles import ParticleOptions, kde_density, kde_m
 from oncodyn.deeplagrangian.references import compare_radial, radial_blowup_time, radial_reference
 from oncodyn.deeplagrangian.velocity import NoAdvection
 from oncodyn.experiments.deeplagrangian.common import QUICK, train_case, wall_time
-from oncodyn.experiments.deeplagrangian.radial import RadialConfig
+from oncodyn.experiments.deeplagrangian.radial import CASES, RadialConfig
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, register
 from oncodyn.io.rundir import RunDir
 
@@ -59,8 +59,8 @@ class WallTimeConfig(RadialConfig):
     @field_validator("case")
     @classmethod
     def _case(cls, v):
-        if v not in ("2d-sub", "2d-super", "3d-sub", "3d-super"):
-            raise ValueError("must be one of 2d-sub, 2d-super, 3d-sub, 3d-super")
+        if v not in CASES:
+            raise ValueError(f"must be one of {', '.join(CASES)}")
         return v
 
 
