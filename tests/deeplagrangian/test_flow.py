@@ -167,3 +167,16 @@ def test_march_resumes_from_its_checkpoint(tmp_path):
     again = march(model, p0, NoAdvection(), spec, opts, checkpoint=tmp_path / "a.pt", log=lines.append)
     assert np.array_equal(again.solution.log_density(x, 0.1), full.solution.log_density(x, 0.1))
     assert lines[-1].startswith("resumed from") and "2 segments done" in lines[-1]
+
+
+def test_damaged_checkpoint_is_set_aside_and_the_case_restarts(tmp_path):
+    model = KSWholeSpace(mu=1.0, chi=0.0, mass=1.0, dim=2)
+    opts = MarchOptions(t_end=0.05, segment=0.05, iterations=3, n_z=32, n_r=8, pool=64)
+    ckpt = tmp_path / "case.pt"
+    ckpt.write_bytes(b"not a checkpoint")
+    lines = []
+    res = march(model, GaussianP0((0.0, 0.0), 1.0), NoAdvection(), KRnetSpec(dim=2, width=8), opts, checkpoint=ckpt,
+                log=lines.append)
+    assert (tmp_path / "case.pt.corrupt").read_bytes() == b"not a checkpoint"
+    assert "case.pt is damaged" in lines[0] and len(res.segments) == 1
+    assert FlowSolution.load(ckpt).t_final == 0.05

@@ -224,7 +224,13 @@ def _march(model, p0, advection, spec: KRnetSpec, opts: MarchOptions, *, device:
     t_start_wall = time.perf_counter()
     chain, base, seg_log = None, None, []
     if checkpoint is not None and Path(checkpoint).exists():
-        sol = FlowSolution.load(checkpoint, device=device)
+        try:
+            sol = FlowSolution.load(checkpoint, device=device)
+        except ValueError as e:  # a damaged checkpoint is set aside, never trusted
+            aside = Path(str(checkpoint) + ".corrupt")
+            Path(checkpoint).replace(aside)
+            log(f"{e}; moved to {aside.name}, starting this case again")
+            sol = FlowSolution(None, {})
         if sol.meta.get("key") == key:
             chain, base, seg_log = sol.chain.to(dtype=dtype), sol.meta["base"], sol.meta["segments"]
             log(f"resumed from {checkpoint} at t = {chain.t_final:g} ({len(seg_log)} segments done)")

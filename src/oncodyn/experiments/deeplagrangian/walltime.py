@@ -41,7 +41,7 @@ class WallTimeConfig(RadialConfig):
     """
 
     case: str = "2d-super"
-    budgets: list[int] = [100, 300]
+    budgets: list[int] = [50, 150]
     particle_counts: list[int] = [1000, 4000, 16000, 64000]
     dt_particles: float = Field(0.005, gt=0, allow_inf_nan=False)
 
