@@ -11,7 +11,7 @@ import torch
 from oncodyn.deeplagrangian.flow import FlowChain, FlowSolution
 from oncodyn.deeplagrangian.initial import GaussianMixtureP0, GaussianP0
 from oncodyn.deeplagrangian.krnet import KRnetSpec
-from oncodyn.deeplagrangian.losses import LossSetup, SegmentPool, velocity_residual
+from oncodyn.deeplagrangian.losses import LossSetup, SegmentPool, characteristic_residual, velocity_residual
 from oncodyn.deeplagrangian.marching import MarchOptions, march
 from oncodyn.deeplagrangian.model import KSWholeSpace
 from oncodyn.deeplagrangian.velocity import ConstantAdvection, NoAdvection
@@ -71,6 +71,11 @@ class _ExactHeatMap(torch.nn.Module):
         a = torch.sqrt((self.s**2 + 2 * self.err * self.mu * t) / self.s**2)
         return a * y + self.v * t, y.shape[1] * torch.log(a[:, 0])
 
+    def inverse(self, x, tau):
+        t = self.h * tau
+        a = torch.sqrt((self.s**2 + 2 * self.err * self.mu * t) / self.s**2)
+        return (x - self.v * t) / a, -x.shape[1] * torch.log(a[:, 0])
+
 
 @pytest.mark.parametrize("dim", [2, 3])
 def test_loss_a_vanishes_on_the_exact_gaussian_solution(dim):
@@ -84,6 +89,21 @@ def test_loss_a_vanishes_on_the_exact_gaussian_solution(dim):
     wrong = velocity_residual(_ExactHeatMap(s, mu, h, v, scale_error=1.3), setup, pool, y[:16], 8, gen)
     assert float(exact) < 1e-20
     assert float(wrong) > 1e-2
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_loss_b_vanishes_on_the_exact_gaussian_solution(dim):
+    """Loss B (RK4 characteristics of X and log p) is zero to the RK4 error on the exact heat flow."""
+    s, mu, h = 0.9, 0.7, 0.3
+    v = [0.5, -1.0, 2.0][:dim]
+    y = s * torch.randn(512, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    logp0 = lambda u: -0.5 * (u * u).sum(1) / s**2 - 0.5 * dim * math.log(2 * math.pi * s**2)  # noqa: E731
+    pool = SegmentPool(y, logp0(y), -y / s**2)
+    setup = LossSetup(mu, 0.0, 1.0, ConstantAdvection(tuple(v)), 0.05, 0.0, h)
+    exact = characteristic_residual(_ExactHeatMap(s, mu, h, v), setup, pool, y[:8], logp0, n_steps=8)
+    wrong = characteristic_residual(_ExactHeatMap(s, mu, h, v, scale_error=1.3), setup, pool, y[:8], logp0, n_steps=8)
+    assert float(exact) < 1e-8
+    assert float(wrong) > 1e-3
 
 
 def test_save_load_round_trip(tmp_path):
