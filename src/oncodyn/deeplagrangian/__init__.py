@@ -18,9 +18,19 @@ Example::
 from oncodyn.deeplagrangian.flow import FlowChain, FlowSolution
 from oncodyn.deeplagrangian.initial import GaussianMixtureP0, GaussianP0, UniformBallP0
 from oncodyn.deeplagrangian.krnet import KRnetMap, KRnetSpec
-from oncodyn.deeplagrangian.marching import MarchOptions, MarchResult, blowup_time_bound, march
+from oncodyn.deeplagrangian.marching import (
+           MarchOptions,
+           MarchResult,
+           blowup_time_bound,
+           march,
+)
 from oncodyn.deeplagrangian.model import KSWholeSpace
-from oncodyn.deeplagrangian.velocity import CellularFlow, ConstantAdvection, NoAdvection, make_advection
+from oncodyn.deeplagrangian.velocity import (
+           CellularFlow,
+           ConstantAdvection,
+           NoAdvection,
+           make_advection,
+)
 
 __all__ = ["CellularFlow", "ConstantAdvection", "FlowChain", "FlowSolution", "GaussianMixtureP0", "GaussianP0",
            "KRnetMap", "KRnetSpec", "KSWholeSpace", "MarchOptions", "MarchResult", "NoAdvection", "UniformBallP0",

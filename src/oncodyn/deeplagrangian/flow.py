@@ -53,7 +53,7 @@ class FlowChain(nn.Module):
         self.spec, self.dim, self.t0 = spec, spec.dim, float(t0)
         self.register_buffer("mean", torch.as_tensor(np.asarray(mean, dtype=float)))
         self.register_buffer("chol", torch.as_tensor(np.asarray(chol, dtype=float)))
-        self.base_net = KRnetMap(spec) if base_net else None
+        self.base_net = KRnetMap(spec).to(dtype=self.mean.dtype) if base_net else None
         self.segments = nn.ModuleList()
         self.times: list[tuple[float, float]] = []
 
@@ -216,7 +216,8 @@ class FlowSolution:
                 raise ValueError(f"format {head.get('format')!r}")
             spec = KRnetSpec(**head["spec"])
             dtype = getattr(torch, head.get("dtype", "float64"))
-            chain = FlowChain(spec, np.zeros(spec.dim), np.eye(spec.dim), base_net=head["base_net"], t0=head["t0"])
+            chain = FlowChain(spec, np.zeros(spec.dim), np.eye(spec.dim), base_net=head["base_net"],
+                              t0=head["t0"]).to(dtype=dtype)  # the file's precision before its values go in
             for a, b in head["times"]:
                 chain.add_segment(a, b)
             chain.load_state_dict(state)

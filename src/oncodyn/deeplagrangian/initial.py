@@ -18,10 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-
-def _check(cond: bool, name: str, allowed: str, value) -> None:
-    if not cond:
-        raise ValueError(f"{name}: must be {allowed}, got {value!r}")
+from oncodyn.core.checks import require
 
 
 @dataclass(frozen=True)
@@ -37,8 +34,8 @@ class GaussianP0:
     std: float
 
     def __post_init__(self):
-        _check(len(self.mean) in (2, 3), "p0.mean", "2 or 3 numbers", self.mean)
-        _check(math.isfinite(self.std) and self.std > 0, "p0.std", "finite and > 0", self.std)
+        require(len(self.mean) in (2, 3), "p0.mean", "2 or 3 numbers", self.mean)
+        require(math.isfinite(self.std) and self.std > 0, "p0.std", "finite and > 0", self.std)
 
     @property
     def dim(self) -> int:
@@ -82,12 +79,12 @@ class GaussianMixtureP0:
 
     def __post_init__(self):
         K = len(self.means)
-        _check(K >= 1, "p0.means", "at least one centre", self.means)
-        _check(all(len(m) == len(self.means[0]) for m in self.means) and len(self.means[0]) in (2, 3),
+        require(K >= 1, "p0.means", "at least one centre", self.means)
+        require(all(len(m) == len(self.means[0]) for m in self.means) and len(self.means[0]) in (2, 3),
                "p0.means", "centres of 2 or 3 numbers each, all of one dimension", self.means)
-        _check(len(self.stds) == K and all(math.isfinite(s) and s > 0 for s in self.stds), "p0.stds",
+        require(len(self.stds) == K and all(math.isfinite(s) and s > 0 for s in self.stds), "p0.stds",
                f"{K} finite numbers > 0", self.stds)
-        _check(len(self.weights) == K and all(math.isfinite(w) and w > 0 for w in self.weights), "p0.weights",
+        require(len(self.weights) == K and all(math.isfinite(w) and w > 0 for w in self.weights), "p0.weights",
                f"{K} finite numbers > 0", self.weights)
 
     @property
@@ -136,8 +133,8 @@ class UniformBallP0:
     radius: float
 
     def __post_init__(self):
-        _check(len(self.centre) in (2, 3), "p0.centre", "2 or 3 numbers", self.centre)
-        _check(math.isfinite(self.radius) and self.radius > 0, "p0.radius", "finite and > 0", self.radius)
+        require(len(self.centre) in (2, 3), "p0.centre", "2 or 3 numbers", self.centre)
+        require(math.isfinite(self.radius) and self.radius > 0, "p0.radius", "finite and > 0", self.radius)
 
     @property
     def dim(self) -> int:

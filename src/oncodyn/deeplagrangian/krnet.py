@@ -39,6 +39,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from oncodyn.core.checks import require
+
 N_TIME_FEATURES = 3
 
 
@@ -72,19 +74,15 @@ class KRnetSpec:
     cdf_halfwidth: float = 4.0
 
     def __post_init__(self):
-        _check(self.dim in (2, 3), "dim", "2 or 3", self.dim)
-        _check(self.n_couplings >= 2 and self.n_couplings % 2 == 0, "n_couplings", "an even integer >= 2", self.n_couplings)
-        _check(self.width >= 1, "width", ">= 1", self.width)
-        _check(self.depth >= 1, "depth", ">= 1", self.depth)
-        _check(0 < self.alpha < 1, "alpha", "in (0, 1)", self.alpha)
-        _check(self.activation in ("tanh", "silu"), "activation", "tanh or silu", self.activation)
-        _check(self.cdf_bins == 0 or self.cdf_bins >= 2, "cdf_bins", "0 or >= 2", self.cdf_bins)
-        _check(self.cdf_halfwidth > 0 and math.isfinite(self.cdf_halfwidth), "cdf_halfwidth", "finite and > 0", self.cdf_halfwidth)
+        require(self.dim in (2, 3), "dim", "2 or 3", self.dim)
+        require(self.n_couplings >= 2 and self.n_couplings % 2 == 0, "n_couplings", "an even integer >= 2", self.n_couplings)
+        require(self.width >= 1, "width", ">= 1", self.width)
+        require(self.depth >= 1, "depth", ">= 1", self.depth)
+        require(0 < self.alpha < 1, "alpha", "in (0, 1)", self.alpha)
+        require(self.activation in ("tanh", "silu"), "activation", "tanh or silu", self.activation)
+        require(self.cdf_bins == 0 or self.cdf_bins >= 2, "cdf_bins", "0 or >= 2", self.cdf_bins)
+        require(self.cdf_halfwidth > 0 and math.isfinite(self.cdf_halfwidth), "cdf_halfwidth", "finite and > 0", self.cdf_halfwidth)
 
-
-def _check(cond: bool, name: str, allowed: str, value) -> None:
-    if not cond:
-        raise ValueError(f"{name}: must be {allowed}, got {value!r}")
 
 
 class LULinear(nn.Module):

@@ -29,15 +29,16 @@ from typing import Callable
 import numpy as np
 import torch
 
+from oncodyn.core.checks import require
 from oncodyn.deeplagrangian.flow import FlowChain, FlowSolution
 from oncodyn.deeplagrangian.initial import GaussianP0
 from oncodyn.deeplagrangian.krnet import KRnetSpec
-from oncodyn.deeplagrangian.losses import LossSetup, build_pool, characteristic_residual, velocity_residual
-
-
-def _check(cond: bool, name: str, allowed: str, value) -> None:
-    if not cond:
-        raise ValueError(f"{name}: must be {allowed}, got {value!r}")
+from oncodyn.deeplagrangian.losses import (
+    LossSetup,
+    build_pool,
+    characteristic_residual,
+    velocity_residual,
+)
 
 
 @dataclass(frozen=True)
@@ -93,24 +94,24 @@ class MarchOptions:
     seed: int = 0
 
     def __post_init__(self):
-        _check(math.isfinite(self.t_end) and self.t_end > 0, "t_end", "finite and > 0", self.t_end)
-        _check(math.isfinite(self.segment) and self.segment > 0, "segment", "finite and > 0", self.segment)
-        _check(0 < self.min_segment <= self.segment, "min_segment", f"in (0, segment = {self.segment}]", self.min_segment)
-        _check(math.isfinite(self.shrink) and self.shrink > 0, "shrink", "finite and > 0", self.shrink)
-        _check(self.iterations >= 1, "iterations", ">= 1", self.iterations)
-        _check(self.lr > 0 and self.lr_final > 0, "lr", "> 0 (and lr_final > 0)", (self.lr, self.lr_final))
-        _check(self.weight_decay >= 0, "weight_decay", ">= 0", self.weight_decay)
-        _check(self.n_t >= 1, "n_t", ">= 1", self.n_t)
-        _check(self.n_z >= self.n_t, "n_z", f">= n_t = {self.n_t}", self.n_z)
-        _check(self.n_r >= 2, "n_r", ">= 2", self.n_r)
-        _check(self.pool >= self.n_z, "pool", f">= n_z = {self.n_z}", self.pool)
-        _check(math.isfinite(self.delta) and self.delta > 0, "delta", "finite and > 0", self.delta)
-        _check(self.loss in ("A", "B"), "loss", "A or B", self.loss)
-        _check(self.density_cap > 0, "density_cap", "> 0", self.density_cap)
-        _check(self.base_iterations >= 1 and self.base_samples >= 100, "base_iterations",
+        require(math.isfinite(self.t_end) and self.t_end > 0, "t_end", "finite and > 0", self.t_end)
+        require(math.isfinite(self.segment) and self.segment > 0, "segment", "finite and > 0", self.segment)
+        require(0 < self.min_segment <= self.segment, "min_segment", f"in (0, segment = {self.segment}]", self.min_segment)
+        require(math.isfinite(self.shrink) and self.shrink > 0, "shrink", "finite and > 0", self.shrink)
+        require(self.iterations >= 1, "iterations", ">= 1", self.iterations)
+        require(self.lr > 0 and self.lr_final > 0, "lr", "> 0 (and lr_final > 0)", (self.lr, self.lr_final))
+        require(self.weight_decay >= 0, "weight_decay", ">= 0", self.weight_decay)
+        require(self.n_t >= 1, "n_t", ">= 1", self.n_t)
+        require(self.n_z >= self.n_t, "n_z", f">= n_t = {self.n_t}", self.n_z)
+        require(self.n_r >= 2, "n_r", ">= 2", self.n_r)
+        require(self.pool >= self.n_z, "pool", f">= n_z = {self.n_z}", self.pool)
+        require(math.isfinite(self.delta) and self.delta > 0, "delta", "finite and > 0", self.delta)
+        require(self.loss in ("A", "B"), "loss", "A or B", self.loss)
+        require(self.density_cap > 0, "density_cap", "> 0", self.density_cap)
+        require(self.base_iterations >= 1 and self.base_samples >= 100, "base_iterations",
                ">= 1 (and base_samples >= 100)", (self.base_iterations, self.base_samples))
-        _check(self.grad_clip > 0, "grad_clip", "> 0", self.grad_clip)
-        _check(self.threads >= 1, "threads", ">= 1", self.threads)
+        require(self.grad_clip > 0, "grad_clip", "> 0", self.grad_clip)
+        require(self.threads >= 1, "threads", ">= 1", self.threads)
 
 
 @dataclass
@@ -210,11 +211,11 @@ def _march(model, p0, advection, spec: KRnetSpec, opts: MarchOptions, *, device:
     Returns:
         :class:`MarchResult`.
     """
-    _check(spec.dim == model.dim, "spec.dim", f"the model's dimension {model.dim}", spec.dim)
-    _check(p0.dim == model.dim, "p0", f"a density in {model.dim}D", f"{p0.dim}D")
+    require(spec.dim == model.dim, "spec.dim", f"the model's dimension {model.dim}", spec.dim)
+    require(p0.dim == model.dim, "p0", f"a density in {model.dim}D", f"{p0.dim}D")
     advection.check_dim(model.dim)
     t_star = blowup_time_bound(model, p0, advection)
-    _check(opts.t_end < t_star, "t_end", f"below the blow-up time bound T_m = {t_star:.6g} (2D moment law; "
+    require(opts.t_end < t_star, "t_end", f"below the blow-up time bound T_m = {t_star:.6g} (2D moment law; "
            "only t < T* is meaningful)", opts.t_end)
     from tqdm.auto import tqdm
 

@@ -16,13 +16,10 @@ import math
 from dataclasses import dataclass
 
 from oncodyn.chemotaxis.interaction import OMEGA, grad_newton_mollified
+from oncodyn.core.checks import require
 
 __all__ = ["KSWholeSpace", "OMEGA", "grad_newton_mollified"]
 
-
-def _require(cond: bool, field: str, allowed: str, value) -> None:
-    if not cond:
-        raise ValueError(f"{field}: must be {allowed}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -43,7 +40,7 @@ class KSWholeSpace:
     dim: int = 2
 
     def __post_init__(self):
-        _require(math.isfinite(self.mu) and self.mu > 0, "mu", "finite and > 0", self.mu)
-        _require(math.isfinite(self.chi) and self.chi >= 0, "chi", "finite and >= 0", self.chi)
-        _require(math.isfinite(self.mass) and self.mass > 0, "mass", "finite and > 0", self.mass)
-        _require(self.dim in (2, 3) and not isinstance(self.dim, bool), "dim", "2 or 3", self.dim)
+        require(math.isfinite(self.mu) and self.mu > 0, "mu", "finite and > 0", self.mu)
+        require(math.isfinite(self.chi) and self.chi >= 0, "chi", "finite and >= 0", self.chi)
+        require(math.isfinite(self.mass) and self.mass > 0, "mass", "finite and > 0", self.mass)
+        require(self.dim in (2, 3) and not isinstance(self.dim, bool), "dim", "2 or 3", self.dim)

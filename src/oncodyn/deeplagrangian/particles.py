@@ -27,10 +27,17 @@ from scipy.spatial.distance import cdist
 from scipy.stats import gaussian_kde
 
 from oncodyn.chemotaxis.interaction import mollified_newton_grad_sum
+from oncodyn.core.checks import require
 from oncodyn.core.particles import second_moment
 from oncodyn.core.rng import BrownianPath, generator
-from oncodyn.core.runloop import Checkpointer, NonFiniteGuard, SeriesTracker, SnapshotTracker, run
-from oncodyn.deeplagrangian.model import KSWholeSpace, _require
+from oncodyn.core.runloop import (
+    Checkpointer,
+    NonFiniteGuard,
+    SeriesTracker,
+    SnapshotTracker,
+    run,
+)
+from oncodyn.deeplagrangian.model import KSWholeSpace
 from oncodyn.deeplagrangian.velocity import Advection, NoAdvection
 
 _KDE_STREAM = 0x4DE
@@ -79,21 +86,21 @@ class ParticleOptions:
 
     def __post_init__(self):
         object.__setattr__(self, "record_times", tuple(float(t) for t in self.record_times))
-        _require(int(self.n_particles) == self.n_particles and self.n_particles >= 2, "n_particles",
+        require(int(self.n_particles) == self.n_particles and self.n_particles >= 2, "n_particles",
                  "an integer >= 2", self.n_particles)
-        _require(math.isfinite(self.dt) and self.dt > 0, "dt", "finite and > 0", self.dt)
-        _require(math.isfinite(self.t_end) and self.t_end > 0 and (_steps(self.t_end, self.dt) or 0) >= 1,
+        require(math.isfinite(self.dt) and self.dt > 0, "dt", "finite and > 0", self.dt)
+        require(math.isfinite(self.t_end) and self.t_end > 0 and (_steps(self.t_end, self.dt) or 0) >= 1,
                  "t_end", f"a positive integer multiple of dt={self.dt}", self.t_end)
-        _require(math.isfinite(self.delta) and self.delta > 0, "delta", "finite and > 0", self.delta)
-        _require(int(self.seed) == self.seed and self.seed >= 0, "seed", "an integer >= 0", self.seed)
+        require(math.isfinite(self.delta) and self.delta > 0, "delta", "finite and > 0", self.delta)
+        require(int(self.seed) == self.seed and self.seed >= 0, "seed", "an integer >= 0", self.seed)
         r = self.record_times
-        _require(all(0 <= t <= self.t_end * (1 + 1e-12) and _steps(t, self.dt) is not None for t in r)
+        require(all(0 <= t <= self.t_end * (1 + 1e-12) and _steps(t, self.dt) is not None for t in r)
                  and all(a < b for a, b in zip(r, r[1:])), "record_times",
                  f"strictly increasing multiples of dt={self.dt} in [0, t_end={self.t_end}]", r)
         for name in ("diag_every", "kde_samples", "kde_candidates", "checkpoint_every"):
             v = getattr(self, name)
-            _require(int(v) == v and v >= 1, name, "an integer >= 1", v)
-        _require(self.method in ("auto", "compiled", "torch"), "method", "'auto', 'compiled' or 'torch'",
+            require(int(v) == v and v >= 1, name, "an integer >= 1", v)
+        require(self.method in ("auto", "compiled", "torch"), "method", "'auto', 'compiled' or 'torch'",
                  self.method)
 
     @property
@@ -140,8 +147,8 @@ class ParticleSolver:
         """The state at t = 0 from ``x0`` ``[P, d]`` (copied, float64)."""
         x0 = np.array(x0, dtype=np.float64)
         P, d = self.options.n_particles, self.model.dim
-        _require(x0.shape == (P, d), "x0", f"of shape ({P}, {d})", x0.shape)
-        _require(bool(np.all(np.isfinite(x0))), "x0", "finite", "non-finite values")
+        require(x0.shape == (P, d), "x0", f"of shape ({P}, {d})", x0.shape)
+        require(bool(np.all(np.isfinite(x0))), "x0", "finite", "non-finite values")
         return ParticleState(0, 0.0, x0)
 
     def drift(self, x: np.ndarray, t: float) -> np.ndarray:
@@ -229,14 +236,14 @@ def simulate_particles(model: KSWholeSpace, options: ParticleOptions, advection:
             return {**s.to_arrays(), "config": config}
 
         def from_arrays(d: dict[str, np.ndarray]) -> ParticleState:
-            _require(np.array_equal(d.get("config"), config), "checkpoint_path",
+            require(np.array_equal(d.get("config"), config), "checkpoint_path",
                      "a checkpoint of this run (dt, seed, P, d, delta, mu, chi, mass)", checkpoint_path)
             return ParticleState.from_arrays(d)
 
         ckpt = Checkpointer(checkpoint_path, o.checkpoint_every, to_arrays, from_arrays)
     state, info = run(solver, state0, o.n_steps, lambda n: path.increment(n, o.dt), trackers=trackers,
                       progress=progress, desc="particles", checkpoint=ckpt)
-    _require(state.step <= o.n_steps, "t_end", f">= the checkpoint's time {state.t}", o.t_end)
+    require(state.step <= o.n_steps, "t_end", f">= the checkpoint's time {state.t}", o.t_end)
     if ckpt is not None and info["stopped"] is None:
         ckpt.save(state, trackers)
     steps = sorted(k for k in snaps.snapshots if k in set(o.record_steps))
@@ -260,7 +267,7 @@ def _subsample(x: np.ndarray, n: int, rng: np.random.Generator | None) -> np.nda
 
 def _kde(samples: np.ndarray, bandwidth, max_samples: int, rng) -> gaussian_kde:
     samples = np.asarray(samples, dtype=np.float64)
-    _require(samples.ndim == 2 and len(samples) > samples.shape[1], "samples", "[N, d] with N > d",
+    require(samples.ndim == 2 and len(samples) > samples.shape[1], "samples", "[N, d] with N > d",
              samples.shape)
     return gaussian_kde(_subsample(samples, max_samples, rng).T, bw_method=bandwidth)
 

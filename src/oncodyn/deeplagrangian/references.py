@@ -18,7 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from oncodyn.chemotaxis.radial import RadialOptions, RadialResult, gaussian_profile, solve_radial
+from oncodyn.chemotaxis.radial import (
+    RadialOptions,
+    RadialResult,
+    gaussian_profile,
+    solve_radial,
+)
 
 
 @dataclass(frozen=True)
