@@ -85,7 +85,8 @@ def _verdict(measure: str, ft, fe, pt, pe) -> str:
             continue
         best_e, best_t = min(cheaper)
         who = "DeepLagrangian wins" if e < best_e else "the particles win"
-        parts.append(f"at {t:.3g} s {who} ({e:.3g} vs the best particle run within that time, {e:.3g} vs the best particle run within that time, {best_e:.3g} in {best_t:.3g} s)")
+        parts.append(f"at {t:.3g} s {who} ({e:.3g} against {best_e:.3g}, the best particle run within that time, "
+                     f"{best_t:.3g} s)")
     return f"{measure}: " + "; ".join(parts)
 
 
