@@ -165,7 +165,8 @@ def velocity_residual(g: KRnetMap, setup: LossSetup, batch: SegmentPool, inter_y
                 yr, _ = g(inter_y[: n_r * n_t], tau_r)
         else:
             yr, _ = g(inter_y[: n_r * n_t], tau_r)
-        F = interaction_field(x.reshape(n_t, n, d), yr.reshape(n_t, n_r, d), setup.delta).reshape(-1, d)
+        xf = x.detach() if detach_interaction else x
+        F = interaction_field(xf.reshape(n_t, n, d), yr.reshape(n_t, n_r, d), setup.delta).reshape(-1, d)
         V = V - setup.chi * setup.mass * F
     t = setup.t_start + setup.h * tau
     V = V + setup.advection(x, t)
@@ -271,7 +272,7 @@ def velocity_residual_reference(chain, k: int, setup: LossSetup, z: torch.Tensor
         if setup.chi > 0:
             with torch.no_grad():
                 yr = chain.push(z_r[j * n_r:(j + 1) * n_r], t_j)
-            V = V - setup.chi * setup.mass * interaction_field(x[None], yr[None], setup.delta)[0]
+            V = V - setup.chi * setup.mass * interaction_field(x.detach()[None], yr[None], setup.delta)[0]
         V = V + setup.advection(x, t.detach())
         total = total + ((dxdt - V) ** 2).sum(1).sum()
     return total / (n * n_t)
