@@ -21,8 +21,14 @@ gradient.
 
 the interaction by Monte Carlo over ``n_r`` points :math:`Y_j = G(y'_j, \tau)` at the same
 :math:`\tau` (``n_t`` distinct times per batch) with the mollified kernel
-:math:`\nabla K_\delta(x) = x/(\omega_d(|x|^2 + \delta^2)^{d/2})`; :math:`Y` is detached by
-default (a semi-gradient: the residual's zero is unchanged, the cost halves).
+:math:`\nabla K_\delta(x) = x/(\omega_d(|x|^2 + \delta^2)^{d/2})`. By default the whole Monte
+Carlo interaction term is a detached target (its samples :math:`Y` and its evaluation point):
+a semi-gradient whose zero is the residual's zero. Differentiating the estimate through its
+evaluation point x adds :math:`-\tfrac12\nabla_x\mathrm{Var}[\hat F](x)` to the expected
+gradient; the variance is largest where the density is (in 3D it grows like
+:math:`p(x)/\delta`), so that term is a spurious repulsion from dense regions. Measured on
+D3's 3D sub-critical case: the worst peak error fell from 11.5 % with it to 8.5 % without (the
+rest is the open bias described in the README).
 
 **Loss B** (log-density along characteristics): from start points, integrate
 :math:`dX/dt = V_\theta(X, t)` and :math:`d\ell/dt = \mu\Delta\log p_\theta + \chi M
