@@ -42,6 +42,8 @@ from torch import nn
 from oncodyn.core.checks import require
 
 N_TIME_FEATURES = 3
+#: gate value at which an anchored segment's stack is inverted (KRnetSpec.anchored)
+ANCHOR = 0.5
 
 
 def time_features(tau: torch.Tensor) -> torch.Tensor:
@@ -62,6 +64,12 @@ class KRnetSpec:
         activation: ``tanh`` or ``silu``.
         cdf_bins: bins of the final monotone layer (>= 2; 0 switches it off).
         cdf_halfwidth: a > 0, half-width of its interval (length units).
+        anchored: the segment form. False (gated): every layer's departure from the identity
+            is multiplied by tau, so G(., 0) = id, but the velocity at the segment's start,
+            d/dtau G at tau = 0, is then a sum of single-layer generators (per coupling:
+            x2 * f(x1) + g(x1)), which cannot express a radial field -x phi(|x|). True:
+            G(x, tau) = H(H^{-1}(x, 1/2), 1/2 + tau/2) with H the gated stack, also the identity
+            at tau = 0, whose starting velocity is a full chain-rule composition (twice the cost).
     """
 
     dim: int = 2
@@ -72,6 +80,7 @@ class KRnetSpec:
     activation: str = "tanh"
     cdf_bins: int = 16
     cdf_halfwidth: float = 4.0
+    anchored: bool = False
 
     def __post_init__(self):
         require(self.dim in (2, 3), "dim", "2 or 3", self.dim)
@@ -270,16 +279,30 @@ class KRnetMap(nn.Module):
             layers.append(MonotoneCDF(d, spec.cdf_bins, spec.cdf_halfwidth))
         self.layers = nn.ModuleList(layers)
 
-    def forward(self, x: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward(self, x, tau):
         logdet = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         for layer in self.layers:
             x, ld = layer(x, tau)
             logdet = logdet + ld
         return x, logdet
 
-    def inverse(self, y: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _inverse(self, y, tau):
         logdet = torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
         for layer in reversed(self.layers):
             y, ld = layer.inverse(y, tau)
             logdet = logdet + ld
         return y, logdet
+
+    def forward(self, x: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.spec.anchored:
+            return self._forward(x, tau)
+        z, ld0 = self._inverse(x, torch.full_like(tau, ANCHOR))
+        y, ld1 = self._forward(z, ANCHOR + (1 - ANCHOR) * tau)
+        return y, ld0 + ld1
+
+    def inverse(self, y: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.spec.anchored:
+            return self._inverse(y, tau)
+        z, ld1 = self._inverse(y, ANCHOR + (1 - ANCHOR) * tau)
+        x, ld0 = self._forward(z, torch.full_like(tau, ANCHOR))
+        return x, ld0 + ld1

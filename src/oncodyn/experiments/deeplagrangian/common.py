@@ -36,7 +36,8 @@ class DLConfig(ExperimentConfig):
         n_z, n_t, n_r, pool: batch size, distinct times per batch, interaction samples per time,
             start points per segment.
         loss: ``A`` (velocity matching) or ``B`` (log-density along characteristics).
-        n_couplings, width, depth, alpha, activation, cdf_bins, cdf_halfwidth: the KRnet.
+        n_couplings, width, depth, alpha, activation, cdf_bins, cdf_halfwidth, anchored: the
+            KRnet (KRnetSpec; ``anchored`` is the segment form).
         base_iterations: maximum-likelihood steps of a non-Gaussian p0's fit.
         n_eval: samples of each evaluation (moments, KL, distances).
         threads: torch threads while training.
@@ -64,6 +65,7 @@ class DLConfig(ExperimentConfig):
     activation: Literal["tanh", "silu"] = "tanh"
     cdf_bins: int = Field(16, ge=0)
     cdf_halfwidth: float = Field(4.0, gt=0, **Finite)
+    anchored: bool = False
     base_iterations: int = Field(1500, ge=1)
     n_eval: int = Field(100_000, ge=100)
     threads: int = Field(1, ge=1)
@@ -84,7 +86,8 @@ class DLConfig(ExperimentConfig):
 
     def spec(self, dim: int) -> KRnetSpec:
         return KRnetSpec(dim=dim, n_couplings=self.n_couplings, width=self.width, depth=self.depth, alpha=self.alpha,
-                         activation=self.activation, cdf_bins=self.cdf_bins, cdf_halfwidth=self.cdf_halfwidth)
+                         activation=self.activation, cdf_bins=self.cdf_bins, cdf_halfwidth=self.cdf_halfwidth,
+                         anchored=self.anchored)
 
     def march_options(self, t_end: float | None = None, seed_offset: int = 0, **over) -> MarchOptions:
         kw = dict(t_end=self.t_end if t_end is None else t_end, segment=self.segment,
