@@ -69,7 +69,13 @@ class KRnetSpec:
             d/dtau G at tau = 0, is then a sum of single-layer generators (per coupling:
             x2 * f(x1) + g(x1)), which cannot express a radial field -x phi(|x|). True:
             G(x, tau) = H(H^{-1}(x, 1/2), 1/2 + tau/2) with H the gated stack, also the identity
-            at tau = 0, whose starting velocity is a full chain-rule composition (twice the cost).
+            at tau = 0, whose starting velocity is a full chain-rule composition (twice the cost),
+            but only once H(., 1/2) has moved away from the identity, which training barely does.
+        spline_bins: bins of a :class:`SplineCoupling` after every affine coupling (0: none).
+            With them each coordinate's starting velocity is a general function of all
+            coordinates (in 3D the first stage then splits [x0, x1 | x2], so that x2 is moved
+            by a coupling conditioned on both others before it is frozen).
+        spline_halfwidth: their interval half-width a, in units of the segment frame's scale.
     """
 
     dim: int = 2
@@ -81,6 +87,8 @@ class KRnetSpec:
     cdf_bins: int = 16
     cdf_halfwidth: float = 4.0
     anchored: bool = False
+    spline_bins: int = 0
+    spline_halfwidth: float = 4.0
 
     def __post_init__(self):
         require(self.dim in (2, 3), "dim", "2 or 3", self.dim)
@@ -91,6 +99,9 @@ class KRnetSpec:
         require(self.activation in ("tanh", "silu"), "activation", "tanh or silu", self.activation)
         require(self.cdf_bins == 0 or self.cdf_bins >= 2, "cdf_bins", "0 or >= 2", self.cdf_bins)
         require(self.cdf_halfwidth > 0 and math.isfinite(self.cdf_halfwidth), "cdf_halfwidth", "finite and > 0", self.cdf_halfwidth)
+        require(self.spline_bins == 0 or self.spline_bins >= 2, "spline_bins", "0 or >= 2", self.spline_bins)
+        require(self.spline_halfwidth > 0 and math.isfinite(self.spline_halfwidth), "spline_halfwidth", "finite and > 0",
+                self.spline_halfwidth)
 
 
 
@@ -198,6 +209,55 @@ class TimeActNorm(nn.Module):
         return (y - m) * torch.exp(-s), -s.sum(1)
 
 
+def _pq_knots(logits: torch.Tensor, bins: int, a: float):
+    """Knot densities and bin-start CDF values ``[N, k, bins+1]`` of a piecewise-linear density on
+    ``[-a, a]``; ``logits`` ``[N, k, bins-1]`` (zero logits: the uniform density, the identity map)."""
+    h = 2 * a / bins
+    inner = (bins - 1) / (2 * a) * torch.softmax(logits, dim=-1)
+    edge = torch.full_like(inner[..., :1], 1.0 / (2 * a))
+    v = torch.cat([edge, inner, edge], dim=-1)
+    areas = 0.5 * h * (v[..., 1:] + v[..., :-1])
+    cdf = torch.cat([torch.zeros_like(areas[..., :1]), torch.cumsum(areas, dim=-1)], dim=-1)
+    return v, cdf, h
+
+
+def pq_forward(x: torch.Tensor, logits: torch.Tensor, bins: int, a: float):
+    """Monotone piecewise-quadratic map of each column of ``x`` ``[N, k]`` on [-a, a] (identity
+    outside, C^1); returns ``(y [N, k], log y' [N, k])``."""
+    v, cdf, h = _pq_knots(logits, bins, a)
+    inside = (x > -a) & (x < a)
+    xc = torch.where(inside, x, torch.zeros_like(x))
+    pos = (xc + a) / h
+    k = pos.detach().floor().clamp(0, bins - 1).long()
+    xi = pos - k
+    vk = v.gather(-1, k[..., None])[..., 0]
+    vk1 = v.gather(-1, (k + 1)[..., None])[..., 0]
+    ck = cdf.gather(-1, k[..., None])[..., 0]
+    F = ck + h * (vk * xi + 0.5 * (vk1 - vk) * xi * xi)
+    deriv = 2 * a * (vk + (vk1 - vk) * xi)
+    y = torch.where(inside, -a + 2 * a * F, x)
+    return y, torch.where(inside, torch.log(deriv), torch.zeros_like(x))
+
+
+def pq_inverse(y: torch.Tensor, logits: torch.Tensor, bins: int, a: float):
+    """Inverse of :func:`pq_forward` in closed form (a quadratic per entry); ``(x, log x')``."""
+    v, cdf, h = _pq_knots(logits, bins, a)
+    inside = (y > -a) & (y < a)
+    F = (torch.where(inside, y, torch.zeros_like(y)) + a) / (2 * a)
+    n, d = y.shape
+    k = torch.searchsorted(cdf.detach().reshape(n * d, -1)[:, 1:-1].contiguous(),
+                           F.detach().reshape(n * d, 1), right=True).reshape(n, d)
+    vk = v.gather(-1, k[..., None])[..., 0]
+    vk1 = v.gather(-1, (k + 1)[..., None])[..., 0]
+    ck = cdf.gather(-1, k[..., None])[..., 0]
+    c = ((F - ck) / h).clamp_min(0.0)
+    dv = vk1 - vk
+    xi = 2 * c / (vk + torch.sqrt(torch.clamp(vk * vk + 2 * dv * c, min=1e-300)))
+    x = torch.where(inside, -a + h * (k + xi), y)
+    deriv = 2 * a * (vk + dv * xi)
+    return x, torch.where(inside, -torch.log(deriv), torch.zeros_like(y))
+
+
 class MonotoneCDF(nn.Module):
     """Element-wise monotone piecewise-quadratic map on [-a, a], identity outside; C^1."""
 
@@ -206,52 +266,53 @@ class MonotoneCDF(nn.Module):
         self.bins, self.a = int(bins), float(halfwidth)
         self.theta = nn.Parameter(torch.zeros(dim, bins - 1))
 
-    def _knots(self, tau):
-        """Knot densities ``[N, d, m+1]`` and bin-start CDF values ``[N, d, m+1]``."""
-        m, a = self.bins, self.a
-        h = 2 * a / m
-        inner = (m - 1) / (2 * a) * torch.softmax(tau[:, :, None] * self.theta[None], dim=-1)
-        edge = torch.full_like(inner[..., :1], 1.0 / (2 * a))
-        v = torch.cat([edge, inner, edge], dim=-1)
-        areas = 0.5 * h * (v[..., 1:] + v[..., :-1])
-        cdf = torch.cat([torch.zeros_like(areas[..., :1]), torch.cumsum(areas, dim=-1)], dim=-1)
-        return v, cdf, h
-
     def forward(self, x, tau):
-        a = self.a
-        v, cdf, h = self._knots(tau)
-        inside = (x > -a) & (x < a)
-        xc = torch.where(inside, x, torch.zeros_like(x))
-        pos = (xc + a) / h
-        k = pos.detach().floor().clamp(0, self.bins - 1).long()
-        xi = pos - k
-        vk = v.gather(-1, k[..., None])[..., 0]
-        vk1 = v.gather(-1, (k + 1)[..., None])[..., 0]
-        ck = cdf.gather(-1, k[..., None])[..., 0]
-        F = ck + h * (vk * xi + 0.5 * (vk1 - vk) * xi * xi)
-        deriv = 2 * a * (vk + (vk1 - vk) * xi)
-        y = torch.where(inside, -a + 2 * a * F, x)
-        logdet = torch.where(inside, torch.log(deriv), torch.zeros_like(x)).sum(1)
-        return y, logdet
+        y, ld = pq_forward(x, tau[:, :, None] * self.theta[None], self.bins, self.a)
+        return y, ld.sum(1)
 
     def inverse(self, y, tau):
-        a = self.a
-        v, cdf, h = self._knots(tau)
-        inside = (y > -a) & (y < a)
-        F = (torch.where(inside, y, torch.zeros_like(y)) + a) / (2 * a)
-        n, d = y.shape
-        k = torch.searchsorted(cdf.detach().reshape(n * d, -1)[:, 1:-1].contiguous(),
-                               F.detach().reshape(n * d, 1), right=True).reshape(n, d)
-        vk = v.gather(-1, k[..., None])[..., 0]
-        vk1 = v.gather(-1, (k + 1)[..., None])[..., 0]
-        ck = cdf.gather(-1, k[..., None])[..., 0]
-        c = ((F - ck) / h).clamp_min(0.0)
-        dv = vk1 - vk
-        xi = 2 * c / (vk + torch.sqrt(torch.clamp(vk * vk + 2 * dv * c, min=1e-300)))
-        x = torch.where(inside, -a + h * (k + xi), y)
-        deriv = 2 * a * (vk + dv * xi)
-        logdet = torch.where(inside, -torch.log(deriv), torch.zeros_like(y)).sum(1)
-        return x, logdet
+        x, ld = pq_inverse(y, tau[:, :, None] * self.theta[None], self.bins, self.a)
+        return x, ld.sum(1)
+
+
+class SplineCoupling(nn.Module):
+    r"""Conditional monotone coupling: each ``x[trans]`` entry mapped by a piecewise-quadratic
+    CDF whose knot logits are :math:`\tau\,\mathrm{MLP}(x_{cond}, \phi(\tau))`, in the
+    segment's frame :math:`u = (x - c)/s` on :math:`[-a, a]` (identity outside).
+
+    Its generator at :math:`\tau = 0` is a general function of *all* coordinates (the cond ones
+    and the entry's own), where an affine coupling's is only :math:`x_2 f(x_1) + g(x_1)`: this
+    is what lets a segment start with a radial velocity :math:`x\,\phi(|x|)`. The frame
+    (``centre`` [d], ``scale`` [1], length units) is set per segment from its start points
+    (:meth:`KRnetMap.set_frame`), so the bins follow the density as it concentrates.
+    """
+
+    def __init__(self, dim: int, cond: list[int], trans: list[int], width: int, depth: int, activation: str,
+                 bins: int, halfwidth: float):
+        super().__init__()
+        self.cond, self.trans, self.bins, self.a = list(cond), list(trans), int(bins), float(halfwidth)
+        self.net = _mlp(len(cond) + N_TIME_FEATURES, len(trans) * (bins - 1), width, depth, activation)
+        self.register_buffer("centre", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(1))
+
+    def _logits(self, x, tau):
+        u = (x[:, self.cond] - self.centre[self.cond]) / self.scale
+        h = self.net(torch.cat([u, time_features(tau)], dim=1))
+        return tau[:, :, None] * h.reshape(x.shape[0], len(self.trans), self.bins - 1)
+
+    def forward(self, x, tau):
+        c, s = self.centre[self.trans], self.scale
+        u, ld = pq_forward((x[:, self.trans] - c) / s, self._logits(x, tau), self.bins, self.a)
+        out = x.clone()
+        out[:, self.trans] = c + s * u
+        return out, ld.sum(1)
+
+    def inverse(self, y, tau):
+        c, s = self.centre[self.trans], self.scale
+        u, ld = pq_inverse((y[:, self.trans] - c) / s, self._logits(y, tau), self.bins, self.a)
+        out = y.clone()
+        out[:, self.trans] = c + s * u
+        return out, ld.sum(1)
 
 
 class KRnetMap(nn.Module):
@@ -270,14 +331,26 @@ class KRnetMap(nn.Module):
             frozen = [i for i in range(d) if i not in active]
             layers.append(LULinear(d, active))
             half = len(active) // 2 if len(active) > 2 else 1
+            if spec.spline_bins and len(active) == 3:
+                half = 2
             splits = [(active[:half], active[half:]), (active[half:], active[:half])]
             for j in range(spec.n_couplings):
                 x1, x2 = splits[j % 2]
                 layers.append(AffineCoupling(x1 + frozen, x2, spec.width, spec.depth, spec.alpha, spec.activation))
+                if spec.spline_bins:
+                    layers.append(SplineCoupling(d, x1 + frozen, x2, spec.width, spec.depth, spec.activation,
+                                                 spec.spline_bins, spec.spline_halfwidth))
                 layers.append(TimeActNorm(d))
         if spec.cdf_bins:
             layers.append(MonotoneCDF(d, spec.cdf_bins, spec.cdf_halfwidth))
         self.layers = nn.ModuleList(layers)
+
+    def set_frame(self, centre: torch.Tensor, scale: float) -> None:
+        """Centre ``[d]`` and scale (length) of the spline couplings' frame (no-op without them)."""
+        for layer in self.layers:
+            if isinstance(layer, SplineCoupling):
+                layer.centre.copy_(centre.to(layer.centre))
+                layer.scale.fill_(float(scale))
 
     def _forward(self, x, tau):
         logdet = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)

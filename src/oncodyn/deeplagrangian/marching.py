@@ -173,6 +173,19 @@ def fit_base(p0, spec: KRnetSpec, opts: MarchOptions, dtype=torch.float64, devic
     return chain, {"kind": "maximum likelihood KRnet", "kl": kl, "wall_s": time.perf_counter() - t0}
 
 
+#: median of |z| for z ~ N(0, I_d), d = 2, 3
+_MEDIAN_CHI = {2: math.sqrt(2 * math.log(2)), 3: 1.5381722}
+
+
+def segment_frame(y: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Frame of a segment's spline couplings from its start points ``y`` [P, d]: their mean
+    (length) and a robust scale, the median distance to it over that of a standard normal
+    (length), so a concentrating core keeps its resolution despite wide tails."""
+    c = y.mean(0)
+    r = torch.linalg.vector_norm(y - c, dim=1)
+    return c, float(r.median()) / _MEDIAN_CHI[y.shape[1]]
+
+
 def _segment_stats(chain: FlowChain, pool, g) -> dict:
     """max p, mean and E|X|^2 at the end of the segment just trained, from the pool."""
     with torch.no_grad():
@@ -275,6 +288,7 @@ def _march(model, p0, advection, spec: KRnetSpec, opts: MarchOptions, *, device:
             torch.manual_seed(opts.seed * 100_003 + k)
             g = chain.add_segment(t, t + h, init_from=chain.segments[-1] if k else None)
         pool = build_pool(chain, k, opts.pool, gen)
+        g.set_frame(*segment_frame(pool.y))
         setup = LossSetup(model.mu, model.chi, model.mass, advection, opts.delta, t, h)
         optim = torch.optim.AdamW(g.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
         sched = _lr_schedule(optim, opts)

@@ -36,8 +36,9 @@ class DLConfig(ExperimentConfig):
         n_z, n_t, n_r, pool: batch size, distinct times per batch, interaction samples per time,
             start points per segment.
         loss: ``A`` (velocity matching) or ``B`` (log-density along characteristics).
-        n_couplings, width, depth, alpha, activation, cdf_bins, cdf_halfwidth, anchored: the
-            KRnet (KRnetSpec; ``anchored`` is the segment form).
+        n_couplings, width, depth, alpha, activation, cdf_bins, cdf_halfwidth, anchored,
+            spline_bins, spline_halfwidth: the KRnet (KRnetSpec; ``anchored`` is the segment
+            form, ``spline_bins`` > 0 adds the conditional spline couplings).
         base_iterations: maximum-likelihood steps of a non-Gaussian p0's fit.
         n_eval: samples of each evaluation (moments, KL, distances).
         threads: torch threads while training.
@@ -66,6 +67,8 @@ class DLConfig(ExperimentConfig):
     cdf_bins: int = Field(16, ge=0)
     cdf_halfwidth: float = Field(4.0, gt=0, **Finite)
     anchored: bool = False
+    spline_bins: int = Field(0, ge=0)
+    spline_halfwidth: float = Field(4.0, gt=0, **Finite)
     base_iterations: int = Field(1500, ge=1)
     n_eval: int = Field(100_000, ge=100)
     threads: int = Field(1, ge=1)
@@ -78,6 +81,8 @@ class DLConfig(ExperimentConfig):
             raise ValueError(f"n_couplings: must be even (the split alternates), got {self.n_couplings}")
         if self.cdf_bins == 1:
             raise ValueError("cdf_bins: must be 0 (off) or >= 2, got 1")
+        if self.spline_bins == 1:
+            raise ValueError("spline_bins: must be 0 (off) or >= 2, got 1")
         if self.n_z < self.n_t:
             raise ValueError(f"n_z: must be >= n_t = {self.n_t}, got {self.n_z}")
         if self.pool < self.n_z:
@@ -87,7 +92,8 @@ class DLConfig(ExperimentConfig):
     def spec(self, dim: int) -> KRnetSpec:
         return KRnetSpec(dim=dim, n_couplings=self.n_couplings, width=self.width, depth=self.depth, alpha=self.alpha,
                          activation=self.activation, cdf_bins=self.cdf_bins, cdf_halfwidth=self.cdf_halfwidth,
-                         anchored=self.anchored)
+                         anchored=self.anchored, spline_bins=self.spline_bins,
+                         spline_halfwidth=self.spline_halfwidth)
 
     def march_options(self, t_end: float | None = None, seed_offset: int = 0, **over) -> MarchOptions:
         kw = dict(t_end=self.t_end if t_end is None else t_end, segment=self.segment,
