@@ -18,7 +18,7 @@ def _random_map(dim, seed=0, scale=0.3, **kw):
 
 
 #: the three forms of a segment: gated affine, anchored, gated affine + spline couplings
-FORMS = [{"anchored": False}, {"anchored": True}, {"spline_bins": 8, "spline_halfwidth": 3.0}]
+FORMS = [{"anchored": False}, {"anchored": True}, {"spline_bins": 8, "spline_halfwidth": 3.0, "spline_stretch": 2.0}]
 FORM_IDS = ["gated", "anchored", "spline"]
 
 
@@ -157,6 +157,26 @@ def test_monotone_cdf_is_c1_and_identity_outside():
     assert np.max(np.abs(np.diff(slope.numpy()))) < 0.05  # no jump in the derivative (C^1)
 
 
+@pytest.mark.parametrize("stretch", [0.0, 3.0])
+def test_spline_cdf_on_graded_knots(stretch):
+    """pq_forward on (graded) knots: identity for zero logits, monotone, C^1, closed-form inverse."""
+    from oncodyn.deeplagrangian.krnet import pq_forward, pq_grid, pq_inverse
+
+    knots = pq_grid(8, 2.0, stretch)
+    assert knots[0] == -2.0 and knots[-1] == 2.0 and torch.all(torch.diff(knots) > 0)
+    if stretch:
+        assert torch.diff(knots)[4] < 0.5 * torch.diff(knots)[0]  # finer at the centre
+    x = torch.linspace(-3, 3, 2001, dtype=torch.float64)[:, None]
+    y0, ld0 = pq_forward(x, torch.zeros(2001, 1, 7, dtype=torch.float64), knots)
+    assert torch.allclose(y0, x, atol=1e-14) and torch.allclose(ld0, torch.zeros_like(ld0), atol=1e-14)
+    logits = torch.tensor([1.0, -2.0, 0.5, 2.0, -1.0, 0.3, 1.5], dtype=torch.float64).expand(2001, 1, 7)
+    y, ld = pq_forward(x, logits, knots)
+    assert torch.all(torch.diff(y[:, 0]) > 0)
+    assert np.max(np.abs(np.diff(torch.exp(ld)[:, 0].numpy()))) < 0.05  # C^1
+    xb, ldi = pq_inverse(y, logits, knots)
+    assert torch.allclose(xb, x, atol=1e-12) and torch.allclose(ldi, -ld, atol=1e-12)
+
+
 def test_spec_rejects_bad_values():
     with pytest.raises(ValueError, match="dim: must be 2 or 3"):
         KRnetSpec(dim=4)
@@ -168,3 +188,5 @@ def test_spec_rejects_bad_values():
         KRnetSpec(spline_bins=1)
     with pytest.raises(ValueError, match="spline_halfwidth"):
         KRnetSpec(spline_halfwidth=0.0)
+    with pytest.raises(ValueError, match="spline_stretch"):
+        KRnetSpec(spline_stretch=-1.0)

@@ -76,6 +76,8 @@ class KRnetSpec:
             coordinates (in 3D the first stage then splits [x0, x1 | x2], so that x2 is moved
             by a coupling conditioned on both others before it is frozen).
         spline_halfwidth: their interval half-width a, in units of the segment frame's scale.
+        spline_stretch: >= 0, their knot grading (:func:`pq_grid`; 0: uniform bins; 3: central
+            bins 3.3x finer than uniform ones, edge bins 3x coarser).
     """
 
     dim: int = 2
@@ -89,6 +91,7 @@ class KRnetSpec:
     anchored: bool = False
     spline_bins: int = 0
     spline_halfwidth: float = 4.0
+    spline_stretch: float = 0.0
 
     def __post_init__(self):
         require(self.dim in (2, 3), "dim", "2 or 3", self.dim)
@@ -102,6 +105,7 @@ class KRnetSpec:
         require(self.spline_bins == 0 or self.spline_bins >= 2, "spline_bins", "0 or >= 2", self.spline_bins)
         require(self.spline_halfwidth > 0 and math.isfinite(self.spline_halfwidth), "spline_halfwidth", "finite and > 0",
                 self.spline_halfwidth)
+        require(0 <= self.spline_stretch <= 10, "spline_stretch", "in [0, 10]", self.spline_stretch)
 
 
 
@@ -209,11 +213,25 @@ class TimeActNorm(nn.Module):
         return (y - m) * torch.exp(-s), -s.sum(1)
 
 
-def _pq_knots(logits: torch.Tensor, bins: int, a: float):
-    """Knot densities and bin-start CDF values ``[N, k, bins+1]`` of a piecewise-linear density on
-    ``[-a, a]``; ``logits`` ``[N, k, bins-1]`` (zero logits: the uniform density, the identity map)."""
-    h = 2 * a / bins
-    inner = (bins - 1) / (2 * a) * torch.softmax(logits, dim=-1)
+def pq_grid(bins: int, a: float, stretch: float = 0.0) -> torch.Tensor:
+    """Knot positions ``[bins+1]`` on [-a, a]: uniform for ``stretch`` 0, else
+    a sinh(stretch s)/sinh(stretch) for s uniform on [-1, 1] (bins about stretch/sinh(stretch)
+    as wide at the centre as uniform ones, wider at the edges: fine where a density concentrates)."""
+    s = torch.linspace(-1.0, 1.0, bins + 1, dtype=torch.float64)
+    k = a * s if stretch == 0 else a * torch.sinh(stretch * s) / math.sinh(stretch)
+    k[0], k[-1] = -a, a
+    return k
+
+
+def _pq_knots(logits: torch.Tensor, knots: torch.Tensor):
+    """Knot densities and bin-start CDF values ``[N, k, bins+1]`` of a piecewise-linear density
+    on the knots ``[bins+1]`` (spanning [-a, a]); ``logits`` ``[N, k, bins-1]``. Zero logits give
+    the uniform density 1/(2a), the identity map: the inner weights are a softmax shifted by
+    the log of each inner knot's share of the interval."""
+    a = float(knots[-1])
+    h = torch.diff(knots)
+    share = 0.5 * (h[1:] + h[:-1])  # [bins-1], the interval each inner knot stands for
+    inner = torch.softmax(logits + torch.log(share / share.sum()), dim=-1) * (share.sum() / (2 * a)) / share
     edge = torch.full_like(inner[..., :1], 1.0 / (2 * a))
     v = torch.cat([edge, inner, edge], dim=-1)
     areas = 0.5 * h * (v[..., 1:] + v[..., :-1])
@@ -221,39 +239,46 @@ def _pq_knots(logits: torch.Tensor, bins: int, a: float):
     return v, cdf, h
 
 
-def pq_forward(x: torch.Tensor, logits: torch.Tensor, bins: int, a: float):
+def _at(table: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``table[..., k]`` entry-wise: table ``[N, c, m]`` or ``[m]``, k ``[N, c]``."""
+    if table.dim() == 1:
+        return table[k]
+    return table.gather(-1, k[..., None])[..., 0]
+
+
+def pq_forward(x: torch.Tensor, logits: torch.Tensor, knots: torch.Tensor):
     """Monotone piecewise-quadratic map of each column of ``x`` ``[N, k]`` on [-a, a] (identity
-    outside, C^1); returns ``(y [N, k], log y' [N, k])``."""
-    v, cdf, h = _pq_knots(logits, bins, a)
+    outside, C^1) with the knots ``[bins+1]`` of :func:`pq_grid`; returns ``(y, log y')``, both
+    ``[N, k]``."""
+    a = float(knots[-1])
+    v, cdf, h = _pq_knots(logits, knots)
     inside = (x > -a) & (x < a)
     xc = torch.where(inside, x, torch.zeros_like(x))
-    pos = (xc + a) / h
-    k = pos.detach().floor().clamp(0, bins - 1).long()
-    xi = pos - k
-    vk = v.gather(-1, k[..., None])[..., 0]
-    vk1 = v.gather(-1, (k + 1)[..., None])[..., 0]
-    ck = cdf.gather(-1, k[..., None])[..., 0]
-    F = ck + h * (vk * xi + 0.5 * (vk1 - vk) * xi * xi)
+    k = torch.searchsorted(knots[1:-1].contiguous(), xc.detach().contiguous(), right=True)
+    hk = _at(h, k)
+    xi = (xc - _at(knots, k)) / hk
+    vk, vk1 = _at(v, k), _at(v, k + 1)
+    F = _at(cdf, k) + hk * (vk * xi + 0.5 * (vk1 - vk) * xi * xi)
     deriv = 2 * a * (vk + (vk1 - vk) * xi)
     y = torch.where(inside, -a + 2 * a * F, x)
     return y, torch.where(inside, torch.log(deriv), torch.zeros_like(x))
 
 
-def pq_inverse(y: torch.Tensor, logits: torch.Tensor, bins: int, a: float):
+def pq_inverse(y: torch.Tensor, logits: torch.Tensor, knots: torch.Tensor):
     """Inverse of :func:`pq_forward` in closed form (a quadratic per entry); ``(x, log x')``."""
-    v, cdf, h = _pq_knots(logits, bins, a)
+    a = float(knots[-1])
+    v, cdf, h = _pq_knots(logits, knots)
     inside = (y > -a) & (y < a)
     F = (torch.where(inside, y, torch.zeros_like(y)) + a) / (2 * a)
     n, d = y.shape
-    k = torch.searchsorted(cdf.detach().reshape(n * d, -1)[:, 1:-1].contiguous(),
+    k = torch.searchsorted(cdf.detach().expand(n, d, -1).reshape(n * d, -1)[:, 1:-1].contiguous(),
                            F.detach().reshape(n * d, 1), right=True).reshape(n, d)
-    vk = v.gather(-1, k[..., None])[..., 0]
-    vk1 = v.gather(-1, (k + 1)[..., None])[..., 0]
-    ck = cdf.gather(-1, k[..., None])[..., 0]
-    c = ((F - ck) / h).clamp_min(0.0)
+    hk = _at(h, k)
+    vk, vk1, ck = _at(v, k), _at(v, k + 1), _at(cdf, k)
+    c = ((F - ck) / hk).clamp_min(0.0)
     dv = vk1 - vk
     xi = 2 * c / (vk + torch.sqrt(torch.clamp(vk * vk + 2 * dv * c, min=1e-300)))
-    x = torch.where(inside, -a + h * (k + xi), y)
+    x = torch.where(inside, _at(knots, k) + hk * xi, y)
     deriv = 2 * a * (vk + dv * xi)
     return x, torch.where(inside, -torch.log(deriv), torch.zeros_like(y))
 
@@ -265,20 +290,22 @@ class MonotoneCDF(nn.Module):
         super().__init__()
         self.bins, self.a = int(bins), float(halfwidth)
         self.theta = nn.Parameter(torch.zeros(dim, bins - 1))
+        self.register_buffer("knots", pq_grid(self.bins, self.a).float(), persistent=False)
 
     def forward(self, x, tau):
-        y, ld = pq_forward(x, tau[:, :, None] * self.theta[None], self.bins, self.a)
+        y, ld = pq_forward(x, tau[:, :, None] * self.theta[None], self.knots)
         return y, ld.sum(1)
 
     def inverse(self, y, tau):
-        x, ld = pq_inverse(y, tau[:, :, None] * self.theta[None], self.bins, self.a)
+        x, ld = pq_inverse(y, tau[:, :, None] * self.theta[None], self.knots)
         return x, ld.sum(1)
 
 
 class SplineCoupling(nn.Module):
     r"""Conditional monotone coupling: each ``x[trans]`` entry mapped by a piecewise-quadratic
     CDF whose knot logits are :math:`\tau\,\mathrm{MLP}(x_{cond}, \phi(\tau))`, in the
-    segment's frame :math:`u = (x - c)/s` on :math:`[-a, a]` (identity outside).
+    segment's frame :math:`u = (x - c)/s` on :math:`[-a, a]` (identity outside), with knots
+    :func:`pq_grid` (``stretch`` > 0: finer at the frame's centre, where a density collapses).
 
     Its generator at :math:`\tau = 0` is a general function of *all* coordinates (the cond ones
     and the entry's own), where an affine coupling's is only :math:`x_2 f(x_1) + g(x_1)`: this
@@ -288,12 +315,13 @@ class SplineCoupling(nn.Module):
     """
 
     def __init__(self, dim: int, cond: list[int], trans: list[int], width: int, depth: int, activation: str,
-                 bins: int, halfwidth: float):
+                 bins: int, halfwidth: float, stretch: float = 0.0):
         super().__init__()
         self.cond, self.trans, self.bins, self.a = list(cond), list(trans), int(bins), float(halfwidth)
         self.net = _mlp(len(cond) + N_TIME_FEATURES, len(trans) * (bins - 1), width, depth, activation)
         self.register_buffer("centre", torch.zeros(dim))
         self.register_buffer("scale", torch.ones(1))
+        self.register_buffer("knots", pq_grid(self.bins, self.a, stretch).float(), persistent=False)
 
     def _logits(self, x, tau):
         u = (x[:, self.cond] - self.centre[self.cond]) / self.scale
@@ -302,14 +330,14 @@ class SplineCoupling(nn.Module):
 
     def forward(self, x, tau):
         c, s = self.centre[self.trans], self.scale
-        u, ld = pq_forward((x[:, self.trans] - c) / s, self._logits(x, tau), self.bins, self.a)
+        u, ld = pq_forward((x[:, self.trans] - c) / s, self._logits(x, tau), self.knots)
         out = x.clone()
         out[:, self.trans] = c + s * u
         return out, ld.sum(1)
 
     def inverse(self, y, tau):
         c, s = self.centre[self.trans], self.scale
-        u, ld = pq_inverse((y[:, self.trans] - c) / s, self._logits(y, tau), self.bins, self.a)
+        u, ld = pq_inverse((y[:, self.trans] - c) / s, self._logits(y, tau), self.knots)
         out = y.clone()
         out[:, self.trans] = c + s * u
         return out, ld.sum(1)
@@ -339,7 +367,7 @@ class KRnetMap(nn.Module):
                 layers.append(AffineCoupling(x1 + frozen, x2, spec.width, spec.depth, spec.alpha, spec.activation))
                 if spec.spline_bins:
                     layers.append(SplineCoupling(d, x1 + frozen, x2, spec.width, spec.depth, spec.activation,
-                                                 spec.spline_bins, spec.spline_halfwidth))
+                                                 spec.spline_bins, spec.spline_halfwidth, spec.spline_stretch))
                 layers.append(TimeActNorm(d))
         if spec.cdf_bins:
             layers.append(MonotoneCDF(d, spec.cdf_bins, spec.cdf_halfwidth))

@@ -37,7 +37,7 @@ class DLConfig(ExperimentConfig):
             start points per segment.
         loss: ``A`` (velocity matching) or ``B`` (log-density along characteristics).
         n_couplings, width, depth, alpha, activation, cdf_bins, cdf_halfwidth, anchored,
-            spline_bins, spline_halfwidth: the KRnet (KRnetSpec; ``anchored`` is the segment
+            spline_bins, spline_halfwidth, spline_stretch: the KRnet (KRnetSpec; ``anchored`` is the segment
             form, ``spline_bins`` > 0 adds the conditional spline couplings).
         base_iterations: maximum-likelihood steps of a non-Gaussian p0's fit.
         n_eval: samples of each evaluation (moments, KL, distances).
@@ -69,6 +69,7 @@ class DLConfig(ExperimentConfig):
     anchored: bool = False
     spline_bins: int = Field(0, ge=0)
     spline_halfwidth: float = Field(4.0, gt=0, **Finite)
+    spline_stretch: float = Field(0.0, ge=0, le=10)
     base_iterations: int = Field(1500, ge=1)
     n_eval: int = Field(100_000, ge=100)
     threads: int = Field(1, ge=1)
@@ -93,7 +94,7 @@ class DLConfig(ExperimentConfig):
         return KRnetSpec(dim=dim, n_couplings=self.n_couplings, width=self.width, depth=self.depth, alpha=self.alpha,
                          activation=self.activation, cdf_bins=self.cdf_bins, cdf_halfwidth=self.cdf_halfwidth,
                          anchored=self.anchored, spline_bins=self.spline_bins,
-                         spline_halfwidth=self.spline_halfwidth)
+                         spline_halfwidth=self.spline_halfwidth, spline_stretch=self.spline_stretch)
 
     def march_options(self, t_end: float | None = None, seed_offset: int = 0, **over) -> MarchOptions:
         kw = dict(t_end=self.t_end if t_end is None else t_end, segment=self.segment,
