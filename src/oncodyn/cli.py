@@ -2,6 +2,13 @@
 
 Parses arguments, loads and validates the config, makes the run directory and calls the
 registered experiment or benchmark. All numerical work lives elsewhere.
+
+Exit status: 0 on success; 2 for an error the user can fix (an invalid config or YAML file, an
+unknown name, an unusable ``--out``, a ``ValueError`` of a parameter check or of an unreadable
+saved file), printed as one message without a traceback; 1 for an unexpected error, printed as
+its type and text, with the full traceback in ``<run>/error.log`` (on stderr where there is no
+run directory); 130 when interrupted. A run's ``meta.json`` ends with ``status`` ``finished``,
+``failed`` (with ``error``) or ``interrupted``.
 """
 
 from __future__ import annotations
@@ -10,9 +17,86 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from oncodyn.config import ConfigError, dump_config, load_config
+
+EXPECTED_ERRORS = (ConfigError, ValueError)  # their messages are written for the user
+
+
+def _describe(e: BaseException) -> str:
+    """``Type: text`` of an exception on one line (``KeyError: 'x'`` rather than ``'x'``)."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _report(e: Exception, rundir: Path | None = None) -> int:
+    """Print ``e`` for the user and return the exit status (2 expected, 1 unexpected).
+
+    With a run directory the full traceback goes to ``<rundir>/error.log`` and the message names
+    that file; without one an unexpected error's traceback follows the message on stderr.
+    """
+    log = None
+    if rundir is not None:
+        try:
+            log = rundir / "error.log"
+            log.write_text("".join(traceback.format_exception(e)))
+        except OSError:
+            log = None
+    where = f" (traceback in {log})" if log is not None else ""
+    if isinstance(e, EXPECTED_ERRORS):
+        print(f"oncodyn: error: {e}{where}", file=sys.stderr)
+        return 2
+    print(f"oncodyn: unexpected error: {_describe(e)}{where}", file=sys.stderr)
+    if log is None:
+        traceback.print_exception(e, file=sys.stderr)
+    return 1
+
+
+def _experiment(name: str):
+    """The registered experiment ``name``; an unknown name is a :class:`ConfigError`."""
+    from oncodyn.experiments.registry import get
+
+    try:
+        return get(name)
+    except KeyError as e:
+        raise ConfigError(e.args[0] if e.args else f"unknown experiment {name!r}") from None
+
+
+def _open_rundir(out: Path, config_text: str, meta: dict):
+    """The run directory ``out`` with the resolved config and a ``running`` meta.json written.
+
+    Raises:
+        ConfigError: ``out`` holds checkpoints or results of another configuration, or cannot be
+            used (an existing file, a path under a file, no permission, ...).
+    """
+    from oncodyn.io.rundir import RunDir
+
+    try:
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is an existing file, not a directory")
+        old = out / "config.yaml"
+        kept = [d for d in ("checkpoints", "results", "snapshots") if (out / d).is_dir() and any((out / d).iterdir())]
+        if kept and old.exists() and old.read_text() != config_text:
+            raise ConfigError(f"{out} holds {' and '.join(kept)} of a run with a different configuration; "
+                              "resume with the same settings or choose another --out")
+        rd = RunDir(out)
+        (rd.path / "error.log").unlink(missing_ok=True)  # of an earlier failed attempt
+        rd.write_config(config_text)
+        rd.write_meta(**meta, status="running")
+    except OSError as e:
+        what = f"{e.strerror or e}" + (f" ({e.filename})" if e.filename and str(e.filename) != str(out) else "")
+        raise ConfigError(f"--out {out} cannot be used as the run directory: {what}") from None
+    return rd
+
+
+def _close_meta(rd, meta: dict, status: str, **extra) -> None:
+    """Rewrite meta.json with the run's final ``status`` (a failure to write is not a second error)."""
+    try:
+        rd.write_meta(**meta, status=status, wall_time_s=rd.elapsed(), **extra)
+    except OSError:
+        pass
 
 
 def _cmd_list(args) -> int:
@@ -27,10 +111,9 @@ def _cmd_list(args) -> int:
 
 def _cmd_run(args) -> int:
     from oncodyn.core.device import resolve_device
-    from oncodyn.experiments.registry import RunContext, get, report_markdown
-    from oncodyn.io.rundir import RunDir
+    from oncodyn.experiments.registry import RunContext, report_markdown
 
-    exp = get(args.name)
+    exp = _experiment(args.name)
     preset = "quick" if args.quick else args.preset
     extra = {}
     if args.seed is not None:
@@ -40,23 +123,22 @@ def _cmd_run(args) -> int:
     cfg = load_config(exp.config, args.config, args.set, preset=preset, where=args.name, extra=extra)
     device = resolve_device(cfg.device)
     out = Path(args.out or f"runs/{args.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    text = dump_config(cfg)
-    old = out / "config.yaml"
-    kept = [d for d in ("checkpoints", "results", "snapshots") if (out / d).is_dir() and any((out / d).iterdir())]
-    if kept and old.exists() and old.read_text() != text:
-        raise ConfigError(f"{out} holds {' and '.join(kept)} of a run with a different configuration; "
-                          "resume with the same settings or choose another --out")
-    rd = RunDir(out)
-    rd.write_config(text)
-    rd.write_meta(experiment=exp.name, seed=cfg.seed, device=device, preset=preset, status="running")
+    meta = dict(experiment=exp.name, seed=cfg.seed, device=device, preset=preset)
+    rd = _open_rundir(out, dump_config(cfg), meta)
     log = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
     ctx = RunContext(rundir=rd, device=device, progress=not args.quiet, log=log)
-    result = exp.run(cfg, ctx)
-    rd.write_metrics({**result.metrics, "tables": [t.as_dict() for t in result.tables]})
-    figures = exp.plot(rd) if exp.plot else []
-    rd.write_report(report_markdown(exp.name, result, figures))
-    rd.write_meta(experiment=exp.name, seed=cfg.seed, device=device, preset=preset, status="finished",
-                  wall_time_s=rd.elapsed())
+    try:
+        result = exp.run(cfg, ctx)
+        rd.write_metrics({**result.metrics, "tables": [t.as_dict() for t in result.tables]})
+        figures = exp.plot(rd) if exp.plot else []
+        rd.write_report(report_markdown(exp.name, result, figures))
+    except KeyboardInterrupt:
+        _close_meta(rd, meta, "interrupted")
+        raise
+    except Exception as e:  # noqa: BLE001 - every failure is recorded in the run directory, then reported
+        _close_meta(rd, meta, "failed", error=_describe(e))
+        return _report(e, rd.path)
+    _close_meta(rd, meta, "finished")
     for t in result.tables:
         print("\n" + t.markdown())
     for n in result.notes:
@@ -66,12 +148,13 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_plot(args) -> int:
-    from oncodyn.experiments.registry import get
     from oncodyn.io.rundir import RunDir
 
+    if not (Path(args.rundir) / "meta.json").is_file():
+        raise ConfigError(f"{args.rundir} is not a run directory (it has no meta.json)")
     rd = RunDir(args.rundir)
     meta = rd.read_meta()
-    exp = get(meta["experiment"])
+    exp = _experiment(meta["experiment"])
     if exp.plot is None:
         print(f"{exp.name} has no figures")
         return 0
@@ -125,14 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (ConfigError, KeyError, ValueError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"oncodyn: error: {msg}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("\noncodyn: interrupted; finished work and checkpoints are kept in the run directory "
               "(rerun the same command with the same --out to resume)", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - reported as expected (2) or unexpected (1)
+        return _report(e)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -98,6 +98,48 @@ def format_errors(cls: type[BaseModel], err: ValidationError, where: str) -> str
     return "\n".join(lines)
 
 
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """One line on what is wrong in a YAML text, with the line and column where PyYAML has them."""
+    problem = getattr(e, "problem", None)
+    mark = getattr(e, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(e).split())
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The ``key: value`` mapping of a YAML config file (an empty file is an empty mapping).
+
+    Raises:
+        ConfigError: the file is missing, a directory or unreadable, is not valid YAML, or its top
+            level is not a mapping with string keys; the message names the file and the problem.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {p} is a directory, not a YAML file") from None
+    except OSError as e:
+        raise ConfigError(f"config file {p} cannot be read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {p} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {_yaml_problem(e)}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of key: value at the top level, "
+                          f"not a {type(loaded).__name__}")
+    bad = [k for k in loaded if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"config file {p}: keys must be names, got {bad!r}")
+    return loaded
+
+
 def load_config(cls: type[ExperimentConfig], path: str | Path | None = None, sets: list[str] | None = None,
                 preset: str | None = None, where: str = "experiment", extra: dict | None = None) -> ExperimentConfig:
     """Build and validate a config: defaults <- preset <- YAML file <- ``extra`` <- ``--set``."""
@@ -107,13 +149,7 @@ def load_config(cls: type[ExperimentConfig], path: str | Path | None = None, set
             raise ConfigError(f"preset {preset!r} is not defined for {where} (available: {', '.join(cls.presets) or 'none'})")
         data = _merge(data, cls.presets[preset])
     if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"config file {p} does not exist")
-        loaded = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {p} must hold a mapping of key: value")
-        data = _merge(data, loaded)
+        data = _merge(data, read_yaml_mapping(path))
     data = _merge(data, extra or {})
     data = _merge(data, parse_set(sets))
     try:

@@ -43,6 +43,7 @@ from torch import nn
 
 from oncodyn.chemotaxis.interpolate import catmull_rom_gradient, register_interpolator
 from oncodyn.chemotaxis.models import _require
+from oncodyn.core.safeload import load_torch
 
 #: Receptive-field half-width of :class:`InterpolatorCNN` in bins: 6 layers of 3-kernels.
 HALO = 6
@@ -476,7 +477,7 @@ def _save_atomic(obj: Any, path: Path) -> None:
 
 
 def _load_checkpoint(path: Path, options: TrainOptions) -> dict:
-    ck = torch.load(path, map_location="cpu", weights_only=True)
+    ck = load_torch(path, "NSIPF training checkpoint")
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not an NSIPF training checkpoint")
     old, new = ck["options"], options.as_dict()
@@ -634,10 +635,7 @@ def load_weights(path: Path | str, device: str = "cpu") -> tuple[InterpolatorCNN
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"NSIPF CNN weights not found: {path}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors of foreign files
-        raise ValueError(f"{path}: not an NSIPF CNN weights file ({type(e).__name__}: {e})") from e
+    blob = load_torch(path, "NSIPF CNN weights file")
     fmt = blob.get("format") if isinstance(blob, dict) else None
     ver = blob.get("version") if isinstance(blob, dict) else None
     if fmt != WEIGHTS_FORMAT or ver != WEIGHTS_VERSION:

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from oncodyn.core.safeload import load_npz
+
 
 class Tracker(Protocol):
     """Observes a run. ``every``: call interval in steps."""
@@ -114,11 +116,14 @@ class Checkpointer:
         os.replace(tmp, self.path)
 
     def load(self, trackers: Sequence[Tracker]):
-        """The saved state (and trackers restored in place), or ``None`` if there is none."""
+        """The saved state (and trackers restored in place), or ``None`` if there is none.
+
+        Raises:
+            oncodyn.core.safeload.UnreadableFileError: the file is damaged or holds pickled objects.
+        """
         if not os.path.exists(self.path):
             return None
-        with np.load(self.path) as z:
-            d = {k: z[k] for k in z.files}
+        d = load_npz(self.path, "run checkpoint")
         for i, tr in enumerate(trackers):
             p = f"tracker{i}/"
             tr.load_state_dict({k[len(p):]: v for k, v in d.items() if k.startswith(p)})

@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from oncodyn.cpm.samplers import ApproxParallelSampler, MetropolisSampler
 
 
 SAMPLERS = ("approx", "exact", "classic", "block", "guided")
+CHECKPOINT_FORMAT = "oncodyn-pcd-checkpoint-v2"  # tensors and plain data only (weights_only loading)
 
 
 @dataclass(frozen=True)
@@ -409,30 +410,47 @@ class PCDTrainer:
 
     # -------------------------------------------------------------------------------- checkpoints
     def save(self, path: str) -> None:
-        """Atomic checkpoint of everything the run needs to continue."""
+        """Atomic checkpoint of everything the run needs to continue.
+
+        The file holds tensors and plain data only (chains as int32 tensors, the generator state
+        and the curves as dicts of ints, floats and lists), so :meth:`load` reads it with
+        ``torch.load(weights_only=True)``.
+        """
         import torch
 
-        blob = {"it": self.it, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
-                "opt": self.opt.state_dict(), "chains": [(c.sigma.copy(), c.cell_type.copy()) for c in self.chains],
-                "rng": self.rng.bit_generator.state, "log": self.log}
+        blob = {"format": CHECKPOINT_FORMAT, "it": int(self.it), "model": self.model.state_dict(),
+                "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
+                "chains": [{"sigma": torch.from_numpy(c.sigma.copy()), "cell_type": torch.from_numpy(c.cell_type.copy()),
+                            "mcs": float(c.mcs)} for c in self.chains],
+                "rng": self.rng.bit_generator.state, "log": asdict(self.log)}
         tmp = str(path) + ".tmp"
         torch.save(blob, tmp)
         os.replace(tmp, path)
 
     def load(self, path: str) -> bool:
-        """Restore from ``path`` if it exists; returns whether it did."""
-        import torch
+        """Restore from ``path`` if it exists; returns whether it did.
+
+        Raises:
+            ValueError: the file is not a PCD checkpoint of this format (damaged, foreign, written
+                by an older version, or holding objects other than tensors and plain data); the
+                message names the file.
+        """
+        from oncodyn.core.safeload import load_torch
 
         if not os.path.exists(path):
             return False
-        blob = torch.load(path, weights_only=False)
-        self.it = blob["it"]
+        blob = load_torch(path, "PCD checkpoint")
+        if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"PCD checkpoint {path} is not in the format {CHECKPOINT_FORMAT!r} (an older version "
+                             "or another file); remove it to start the training afresh")
+        self.it = int(blob["it"])
         self.model.load_state_dict(blob["model"])
         self.ema.load_state_dict(blob["ema"])
         self.opt.load_state_dict(blob["opt"])
-        self.chains = [CPMState(self.lattice, s, ct) for s, ct in blob["chains"]]
+        self.chains = [CPMState(self.lattice, c["sigma"].numpy(), c["cell_type"].numpy(), mcs=float(c["mcs"]))
+                       for c in blob["chains"]]
         self.rng.bit_generator.state = blob["rng"]
-        self.log = blob["log"]
+        self.log = TrainingLog(**blob["log"])
         return True
 
     def train(self, checkpoint: str | None = None, progress: bool = True, desc: str = "PCD") -> TrainingLog:

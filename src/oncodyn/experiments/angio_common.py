@@ -28,6 +28,7 @@ from pydantic import Field, field_validator, model_validator
 
 from oncodyn.chemotaxis.phks import BinGrid, InitialData, PHKSParams
 from oncodyn.config import ExperimentConfig
+from oncodyn.core.safeload import load_npz
 from oncodyn.experiments.registry import RunContext
 from oncodyn.experiments.sipf_common import steps_of
 from oncodyn.io.rundir import RunDir
@@ -98,10 +99,10 @@ def _load_cached(rd: RunDir, key: str, stamp: str) -> dict | None:
     path = rd.subdir("results") / f"{key}.npz"
     if not path.exists():
         return None
-    with np.load(path) as z:
-        if str(z["stamp"]) != stamp:
-            return None
-        return {k: z[k] for k in z.files}
+    z = load_npz(path, "results file")
+    if str(z.get("stamp")) != stamp:
+        return None
+    return z
 
 
 def _save_cached(rd: RunDir, key: str, stamp: str, arrays: dict) -> None:

@@ -17,6 +17,7 @@ import os
 import numpy as np
 from pydantic import Field, field_validator
 
+from oncodyn.core.safeload import load_npz
 from oncodyn.cpm.lattice import CPMState, Lattice
 from oncodyn.cpm.observables import fragmented_cells
 from oncodyn.cpm.sample_metrics import f_frag, f_vol, mean_bipolar_ratio, volume_range
@@ -85,9 +86,8 @@ def bipolar_snapshots(cfg: BipolarDataConfig, rd: RunDir, progress: bool = True)
     for i in tqdm(range(cfg.n_snapshots), desc="bipolar snapshots", disable=not progress, leave=False):
         path = d / f"snap_{i:04d}.npz"
         if path.exists():
-            with np.load(path) as z:
-                stale = "setting" not in z.files or str(z["setting"]) != setting
-            if stale:
+            z = load_npz(path, "snapshot file")
+            if "setting" not in z or str(z["setting"]) != setting:
                 path.unlink()
         if not path.exists():
             st, ham = bipolar_start(cfg, i)
@@ -98,10 +98,10 @@ def bipolar_snapshots(cfg: BipolarDataConfig, rd: RunDir, progress: bool = True)
             np.savez_compressed(tmp, sigma=smp.state.sigma, sigma_start=sigma0, cell_type=bipolar_types(st.cell_type),
                                 poles=st.meta["poles"], setting=np.array(setting))
             os.replace(tmp, path)
-        with np.load(path) as z:
-            data.append(_state(cfg.shape, z["sigma"], z["cell_type"]))
-            starts.append(_state(cfg.shape, z["sigma_start"], z["cell_type"]))
-            poles.append(z["poles"])
+        z = load_npz(path, "snapshot file")
+        data.append(_state(cfg.shape, z["sigma"], z["cell_type"]))
+        starts.append(_state(cfg.shape, z["sigma_start"], z["cell_type"]))
+        poles.append(z["poles"])
     return data, starts, poles
 
 

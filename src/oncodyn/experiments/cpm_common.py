@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import field_validator
 
 from oncodyn.config import ExperimentConfig
+from oncodyn.core.safeload import load_npz
 from oncodyn.cpm.samplers import ApproxParallelSampler, MetropolisSampler, ParallelMetropolisSampler
 from oncodyn.io.rundir import RunDir
 
@@ -54,8 +55,7 @@ def cached_result(rd: RunDir, name: str, compute: Callable[[], dict[str, np.ndar
     """
     path = rd.subdir("results") / f"{name}.npz"
     if path.exists():
-        with np.load(path) as z:
-            return {k: z[k] for k in z.files}
+        return load_npz(path, "results file")
     arrays = compute()
     tmp = str(path) + ".tmp.npz"
     np.savez_compressed(tmp, **arrays)

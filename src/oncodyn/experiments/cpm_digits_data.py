@@ -14,6 +14,7 @@ import os
 import numpy as np
 from pydantic import Field
 
+from oncodyn.core.safeload import load_npz
 from oncodyn.cpm.lattice import CPMState, Lattice
 from oncodyn.cpm.sample_metrics import DigitClassifier, classifier_score, f_frag, f_vol, volume_range
 from oncodyn.cpm.scenarios import cellular_digit
@@ -71,9 +72,9 @@ def digit_snapshots(cfg: DigitsDataConfig, rd: RunDir, progress: bool = True) ->
             tmp = str(path) + ".tmp.npz"
             np.savez_compressed(tmp, sigma=smp.state.sigma, cell_type=st.cell_type, label=int(digits.target[i % len(digits.target)]))
             os.replace(tmp, path)
-        with np.load(path) as z:
-            states.append(CPMState(Lattice(tuple(cfg.shape)), z["sigma"], z["cell_type"]))
-            labels.append(int(z["label"]))
+        z = load_npz(path, "snapshot file")
+        states.append(CPMState(Lattice(tuple(cfg.shape)), z["sigma"], z["cell_type"]))
+        labels.append(int(z["label"]))
     return states, labels
 
 

@@ -17,6 +17,7 @@ import os
 import numpy as np
 from pydantic import Field
 
+from oncodyn.core.safeload import load_npz
 from oncodyn.cpm.observables import summary
 from oncodyn.cpm.scenarios import NEURALCPM_LAMBDA, NEURALCPM_TYPES, neuralcpm_sorting
 from oncodyn.experiments.cpm_common import CPMConfig, build_sampler
@@ -61,8 +62,7 @@ def snapshot_dir(rd: RunDir, kind: str):
 
 def load_snapshots(path: str) -> dict[str, np.ndarray]:
     """The gathered snapshots of one kind: ``sigma [n, H, W]``, ``cell_type [n, n_cells + 1]``."""
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+    return load_npz(path, "snapshot file")
 
 
 @register("cpm-neural-data", NeuralDataConfig,
@@ -84,9 +84,9 @@ def run_neural_data(cfg: NeuralDataConfig, ctx: RunContext) -> ExperimentResult:
                 tmp = str(path) + ".tmp.npz"
                 np.savez_compressed(tmp, sigma=end.sigma, cell_type=end.cell_type, mcs=end.mcs, seed=seed)
                 os.replace(tmp, path)
-            with np.load(path) as z:
-                sig.append(z["sigma"])
-                types.append(z["cell_type"])
+            z = load_npz(path, "snapshot file")
+            sig.append(z["sigma"])
+            types.append(z["cell_type"])
             from oncodyn.cpm.lattice import CPMState, Lattice
 
             obs.append(summary(CPMState(Lattice(tuple(cfg.shape)), sig[-1], types[-1]), order=1))

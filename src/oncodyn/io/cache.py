@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from oncodyn.core.safeload import load_npz
+
 
 def cache_dir() -> Path | None:
     """The cache folder, or ``None`` when caching is off."""
@@ -43,7 +45,7 @@ def cached_array(kind: str, key: str, compute: Callable[[], np.ndarray]) -> np.n
     path = d / kind / f"{key}.npy"
     if path.exists():
         try:
-            return np.load(path)
+            return load_npz(path, "cache entry")["arr_0"]
         except (OSError, ValueError):
             pass  # a damaged entry is recomputed
     out = compute()

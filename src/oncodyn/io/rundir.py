@@ -3,7 +3,9 @@
 Layout of ``<out>/``::
 
     config.yaml       resolved configuration
-    meta.json         experiment, versions, seed, device, command, wall time
+    meta.json         experiment, versions, seed, device, command, wall time, status
+                      (running, finished, failed with its error, interrupted)
+    error.log         traceback of a run that failed (``oncodyn run``)
     metrics.json      scalar results and comparison tables
     series.nc         time series (xarray -> NetCDF)
     fields.nc         fields, e.g. c on a slice (xarray -> NetCDF, or .zarr)
@@ -24,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from oncodyn.core.safeload import load_npz
 
 
 def versions() -> dict[str, str]:
@@ -113,8 +117,8 @@ class RunDir:
         np.savez_compressed(self.path / name, **arrays)
 
     def read_arrays(self, name: str) -> dict[str, np.ndarray]:
-        with np.load(self.path / name) as z:
-            return {k: z[k] for k in z.files}
+        """The arrays of ``<name>`` (``.npz``), read without pickle (see :mod:`oncodyn.core.safeload`)."""
+        return load_npz(self.path / name, "results file")
 
     def write_particles(self, arrays: dict[str, np.ndarray], name: str = "particles.npz") -> None:
         self.write_arrays(name, arrays)
