@@ -1,7 +1,8 @@
 """Experiment configuration: validated models, YAML in, ``--set key=value`` overrides.
 
 Every registered experiment declares a pydantic model derived from :class:`ExperimentConfig`
-(unknown keys are errors, values are range-checked). :func:`load_config` merges, in order,
+(unknown keys are errors, values are range-checked, a float must be finite: ``.inf`` and ``.nan``
+are refused for every float field, nested ones included). :func:`load_config` merges, in order,
 the model's defaults, a named preset (``quick``, ``demo``, ...), a YAML file and the
 ``--set`` overrides, then validates once; any problem raises :class:`ConfigError` whose
 message names each bad field and what is allowed -- before any work starts.
@@ -9,29 +10,41 @@ message names each bad field and what is allowed -- before any work starts.
 
 from __future__ import annotations
 
+import re
+import types
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(ValueError):
     """A configuration problem, with a message meant for the user."""
 
 
-class ExperimentConfig(BaseModel):
+class ConfigModel(BaseModel):
+    """Base of every config model, an experiment's or an entry inside one (e.g. one segmentation).
+
+    Unknown keys are errors, the model is immutable, defaults are validated too, and every float
+    field (in lists, tuples and mappings as well) must be finite: ``inf`` and ``nan`` are refused
+    with the field's name, before any work starts.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+
+
+class ExperimentConfig(ConfigModel):
     """Base of all experiment configs.
 
     Attributes:
-        seed: base seed of every random draw of the run.
+        seed: base seed of every random draw of the run (>= 0).
         device: ``auto`` | ``cpu`` | ``cuda``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     device: str = "auto"
 
     @field_validator("device")
@@ -84,17 +97,80 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def format_errors(cls: type[BaseModel], err: ValidationError, where: str) -> str:
-    """One readable message listing each invalid field with the allowed values."""
-    lines = [f"invalid configuration for {where}:"]
-    allowed = ", ".join(cls.model_fields)
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
-        if e["type"] == "extra_forbidden":
-            lines.append(f"  - {loc}: unknown key (allowed keys: {allowed})")
+def _unwrap(tp: Any) -> Any:
+    """``X`` of ``Annotated[X, ...]`` and of ``X | None`` (other unions are left as they are)."""
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            members = [a for a in get_args(tp) if a is not type(None)]
+            if len(members) != 1:
+                return tp
+            tp = members[0]
         else:
-            msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"  - {loc}: {msg} (got {e.get('input')!r})")
+            return tp
+
+
+def _model_at(cls: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The config model found at ``loc`` inside ``cls`` (``()`` is ``cls``), or ``None`` if it is no model."""
+    tp: Any = cls
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if not isinstance(part, str) or part not in tp.model_fields:
+                return None
+            tp = tp.model_fields[part].annotation
+            continue
+        origin, args = get_origin(tp), get_args(tp)
+        if origin is dict and len(args) == 2:
+            tp = args[1]
+        elif origin in (list, set, frozenset) and args and isinstance(part, int):
+            tp = args[0]
+        elif origin is tuple and args and isinstance(part, int):
+            tp = args[0] if len(args) == 2 and args[1] is Ellipsis else args[min(part, len(args) - 1)]
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def field_path(loc: tuple | list) -> str:
+    """A field's location as the user writes it: ``("segmentations", 1, "lable")`` -> ``segmentations[1].lable``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+_FIELD_PREFIX = re.compile(r"([A-Za-z_]\w*)((?:\[\d+\]|\.[A-Za-z_]\w*)*): (.*)", re.DOTALL)
+
+
+def format_errors(cls: type[BaseModel], err: ValidationError, where: str) -> str:
+    """One readable message listing each invalid field with the allowed values.
+
+    Each line starts with the field's path as written in the config (``segmentations[1].level``).
+    An unknown key lists the keys allowed where it stands (in a list entry: the entry's keys). A
+    check across fields (a model validator) whose message starts with ``<field>: `` is reported
+    under that field rather than under the model.
+    """
+    lines = [f"invalid configuration for {where}:"]
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            model = _model_at(cls, loc[:-1]) or cls
+            lines.append(f"  - {field_path(loc)}: unknown key (allowed keys: {', '.join(model.model_fields)})")
+            continue
+        model = _model_at(cls, loc)
+        m = _FIELD_PREFIX.fullmatch(msg)
+        if model is not None and m and m.group(1) in model.model_fields:  # a cross-field check naming its field
+            path, text, data = field_path(loc), m.group(3), e.get("input")
+            if "got" not in text and not m.group(2) and isinstance(data, dict) and m.group(1) in data:
+                text += f" (got {data[m.group(1)]!r})"
+            lines.append(f"  - {path + '.' if path else ''}{m.group(1)}{m.group(2)}: {text}")
+            continue
+        lines.append(f"  - {field_path(loc) or '(root)'}: {msg} (got {e.get('input')!r})")
     return "\n".join(lines)
 
 

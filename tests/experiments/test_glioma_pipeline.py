@@ -9,6 +9,7 @@ written as BraTS-style label images (2 oedema, 4 enhancing core).
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 
 import nibabel as nib
@@ -218,7 +219,98 @@ def test_origin_outside_the_brain(patient, tmp_path, capsys, origin, words):
 
 def test_spec_needs_labels_or_threshold(patient, tmp_path, capsys):
     err = _bad(tmp_path, capsys, _with_seg(patient["cfg"], 0, labels=None))
-    assert "segmentations.0" in err and "exactly one of labels" in err
+    assert "segmentations[0]" in err and "exactly one of labels" in err
+
+
+def test_mistyped_key_in_a_segmentation(patient, tmp_path, capsys):
+    segs = [dict(s) for s in patient["cfg"]["segmentations"]]
+    segs[1]["lable"] = segs[1].pop("labels")
+    err = _bad(tmp_path, capsys, {**patient["cfg"], "segmentations": segs})
+    assert "segmentations[1].lable: unknown key (allowed keys: path, time, labels, threshold, level)" in err
+    assert not (tmp_path / "run").exists()  # a config error: no run directory
+
+
+# ----------------------------------------------------------------------------- scans that cannot show growth
+
+
+def _swapped(cfg):
+    """The two scans' days exchanged: the larger tumour is now the earlier one."""
+    segs = [dict(s) for s in cfg["segmentations"]]
+    segs[0]["time"], segs[1]["time"], segs[2]["time"] = DAYS[1], DAYS[0], DAYS[0]
+    return {**cfg, "segmentations": segs}
+
+
+def test_shrinking_tumour_stops_before_the_fit(patient, tmp_path, capsys):
+    err = _bad(tmp_path, capsys, _swapped(patient["cfg"]))
+    assert err.startswith("oncodyn: error: segmentations[0]: must not be smaller than an earlier segmentation of "
+                          "the same level (0.25)"), err
+    assert "segmentations[1] at day 150" in err and "force: true" in err
+    m = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert m["status"] == "failed" and "segmentations[0]" in m["error"]
+
+
+def test_empty_later_scan_stops_before_the_fit(patient, tmp_path, capsys):
+    empty = {"path": patient["segs"][1], "time": DAYS[1], "threshold": 10.0, "level": 0.6}  # labels are <= 4
+    cfg = {**patient["cfg"], "segmentations": patient["cfg"]["segmentations"][:2] + [empty]}
+    err = _bad(tmp_path, capsys, cfg)
+    assert err.startswith("oncodyn: error: segmentations[2]: must not be empty on the model grid at day 200"), err
+
+
+def _specs(*rows):
+    return [gp.SegmentationSpec(path="x", time=t, labels=[1], level=lv) for t, lv in rows]
+
+
+def test_check_growth_rules():
+    grow = np.zeros((3, 4, 4, 4), bool)
+    grow[0, :1], grow[1, :2], grow[2, :1] = True, True, True
+    specs = _specs((100, 0.25), (200, 0.25), (200, 0.6))
+    assert gp.check_growth(specs, grow, 8.0) == []  # a core at the later day only is growth too
+    assert gp.check_growth(_specs((200, 0.25), (100, 0.25), (200, 0.6)), grow, 8.0, force=True)[0].startswith(
+        "segmentations[0]: must not be smaller")
+    same_day = _specs((100, 0.25), (100, 0.25), (200, 0.6))  # two readers of one scan may differ
+    assert gp.check_growth(same_day, grow, 8.0) == []
+    empty_first = grow.copy()
+    empty_first[2] = False
+    assert gp.check_growth(_specs((100, 0.6), (200, 0.25), (200, 0.25)), empty_first[[2, 0, 1]], 8.0) == []
+    with pytest.raises(ValueError, match=r"^segmentations\[2\]: must not be empty"):
+        gp.check_growth(specs, empty_first, 8.0)
+
+
+def test_force_fits_anyway_and_warns_in_report_and_metrics(patient, tmp_path):
+    """force: true fits the swapped scans; the growth problem and a fit stopped by D_bounds are warnings.
+
+    D_w is boxed to [0.01, 0.02], a tenth of the truth (0.2), and the swapped scans fit no growth well: the
+    fit ends at a bound of that box (which one is the optimiser's business; the warning is what is tested).
+    """
+    cfg = {**_swapped(patient["cfg"]), "force": True, "D_bounds": [0.01, 0.02], "D_init": 0.02, "grid_size": 0,
+           "max_iter": 8, "n_series": 4}
+    rc, out = _run(tmp_path, cfg)
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["warnings"][0].startswith("segmentations[0]: must not be smaller") and "force is true" in m["warnings"][0]
+    assert any(re.match(r"D_bounds: the fitted D_w = 0\.0[12] ends at the (lower|upper) bound 0\.0[12]; ", w)
+               for w in m["warnings"]), m["warnings"]
+    report = (out / "report.md").read_text()
+    assert "WARNING: segmentations[0]: must not be smaller" in report and "WARNING: D_bounds:" in report
+
+
+def test_growing_scans_have_no_warnings(e2e):
+    rc, out = e2e
+    assert rc == 0
+    assert json.loads((out / "metrics.json").read_text())["warnings"] == []
+
+
+def test_bound_warnings():
+    class Res:
+        D_white, rho = 1.0, 0.05
+
+    cfg = gp.PatientConfig()
+    (w,) = gp.bound_warnings(Res, cfg)
+    assert w.startswith("D_bounds: the fitted D_w = 1 ends at the upper bound 1")
+    Res.D_white, Res.rho = 0.5, 0.002
+    assert gp.bound_warnings(Res, cfg)[0].startswith("rho_bounds: the fitted rho = 0.002 ends at the lower bound")
+    Res.rho = 0.05
+    assert gp.bound_warnings(Res, cfg) == []
 
 
 # ----------------------------------------------------------------------------- pieces

@@ -17,7 +17,11 @@ tumour forward and derive the radiotherapy targets:
    radius/volume over time, Dice of the predicted ``{u >= level}`` against each segmentation.
 
 Every input is checked before any expensive step (files exist, grids match, labels present,
-origin in tissue); a problem stops the run with one message naming the config field.
+origin in tissue, and the scans show growth: at each level a later segmentation is neither
+smaller than an earlier one nor empty); a problem stops the run with one message naming the
+config field. ``force: true`` turns the growth check into a warning (in the report and in
+metrics.json under ``warnings``); a fit that ends at a bound of ``D_bounds``/``rho_bounds`` is
+warned about the same way.
 
 Without segmentations on the MNI152 anatomy, the run first generates a **demo patient** (a
 simulation with the config's D_white/rho on a grid ``demo_factor`` times finer, thresholded
@@ -57,8 +61,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from oncodyn.config import ConfigModel
 from oncodyn.experiments.glioma_common import (ORIGIN_MNI, AnatomyConfig, check_origin_in_tissue, clinical_outputs,
                                                load_anatomy, origin_in_grid, tumour_series)
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, plotter, register
@@ -79,7 +84,7 @@ PUBLISHED_REFERENCE = {"D_white": 0.13, "rho": 0.025}
 # ----------------------------------------------------------------------------- config
 
 
-class SegmentationSpec(BaseModel):
+class SegmentationSpec(ConfigModel):
     """One tumour segmentation: which file, which day, which voxels, which model level.
 
     Attributes:
@@ -92,20 +97,11 @@ class SegmentationSpec(BaseModel):
             oedema / FLAIR abnormality (whole tumour), 0.6 for the enhancing core (T1Gd).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     path: str
     time: float = Field(gt=0)
     labels: list[int] | None = None
     threshold: float | None = None
     level: float = Field(gt=0, lt=1)
-
-    @field_validator("time", "threshold")
-    @classmethod
-    def _finite(cls, v):
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
 
     @field_validator("labels")
     @classmethod
@@ -142,6 +138,9 @@ class PatientConfig(AnatomyConfig):
         D_white, rho: the demo patient's true values (not used with user segmentations).
         demo_times, demo_levels: days and levels of the demo segmentations.
         demo_factor: the demo data come from a grid this many times finer (1 = same grid).
+        force: fit even when the scans do not show growth (a later segmentation smaller than an
+            earlier one of the same level, or empty); the problem is then a warning in the report
+            and in metrics.json instead of an error.
     """
 
     resolution_mm: float = Field(2.0, gt=0)
@@ -164,6 +163,7 @@ class PatientConfig(AnatomyConfig):
     demo_times: list[float] = [250.0, 300.0]
     demo_levels: list[float] = [0.25, 0.6]
     demo_factor: int = Field(2, ge=1)
+    force: bool = False
 
     presets = {"quick": {"resolution_mm": 4.0, "grid_size": 3, "max_iter": 30, "n_series": 12}}
 
@@ -239,6 +239,7 @@ class PatientInputs:
         masks: the segmentations on the model grid, bool ``[n_seg, n0, n1, n2]``.
         x0: origin (grid mm, ``[3]``); origin_world: the same in world mm; origin_source: where it came from.
         resampled: config indices of segmentations brought from the anatomy files' grid to the model grid.
+        warnings: problems of the data that ``force`` let through (see :func:`check_growth`).
     """
 
     maps: TissueMaps
@@ -249,6 +250,7 @@ class PatientInputs:
     origin_world: list[float]
     origin_source: str
     resampled: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _seg_field(i: int, msg: str) -> str:
@@ -402,18 +404,80 @@ def resolve_origin(cfg: PatientConfig, maps: TissueMaps, masks: np.ndarray,
     return x0, world, source
 
 
+def check_growth(specs: list[SegmentationSpec], masks: np.ndarray, voxel_mm3: float, force: bool = False) -> list[str]:
+    """The scans must show growth: at each level, no later segmentation is empty or smaller than an earlier one.
+
+    A tumour that shrinks between scans (scans swapped, days wrong, or treatment) or vanishes
+    cannot identify the growth parameters of a Fisher--Kolmogorov model, whose visible region only
+    grows from the seed.
+
+    Args:
+        specs: the segmentations in config order. masks: bool ``[n_seg, *shape]`` on the model grid.
+        voxel_mm3: volume of one model voxel (mm³). force: return the problems instead of raising.
+
+    Returns:
+        The problems (empty when the data show growth; only non-empty with ``force``).
+
+    Raises:
+        ValueError: ``segmentations[i]: ...`` for the first problem (all are listed), unless ``force``.
+    """
+    n = [int(m.sum()) for m in masks]
+    first_day = min(s.time for s in specs)
+    problems, flagged = [], set()
+    for j, s in enumerate(specs):
+        if n[j] == 0 and s.time > first_day:
+            flagged.add(j)
+            problems.append(f"segmentations[{j}]: must not be empty on the model grid at day {s.time:g}, after the "
+                            f"first scan (day {first_day:g}): a tumour that vanishes cannot identify growth")
+    for j, s in enumerate(specs):
+        if j in flagged:
+            continue
+        bigger = [i for i, e in enumerate(specs) if e.level == s.level and e.time < s.time and n[i] > n[j]]
+        if bigger:
+            i = max(bigger, key=lambda k: n[k])
+            problems.append(
+                f"segmentations[{j}]: must not be smaller than an earlier segmentation of the same level "
+                f"({s.level:g}); day {s.time:g} has {n[j] * voxel_mm3 / 1000:.3g} mL, segmentations[{i}] at day "
+                f"{specs[i].time:g} has {n[i] * voxel_mm3 / 1000:.3g} mL: a shrinking tumour (scans swapped or "
+                "days wrong?) cannot identify growth")
+    if problems and not force:
+        raise ValueError("; ".join(problems) + " (check the paths and days of the segmentations, or set "
+                         "force: true to fit anyway, with a warning)")
+    return problems
+
+
 def load_inputs(cfg: PatientConfig, ctx: RunContext) -> PatientInputs:
-    """Steps 0--1: files exist, anatomy, segmentation grids and labels, origin (no expensive work)."""
+    """Steps 0--1: files exist, anatomy, segmentation grids and labels, origin, growth (no expensive work)."""
     check_files_exist(cfg)
     maps = load_anatomy(cfg)
     grids = segmentation_grids(cfg, maps)
     masks, resampled = load_masks(cfg, maps, grids)
     order = sorted(range(len(cfg.segmentations)), key=lambda i: (cfg.segmentations[i].time, cfg.segmentations[i].level))
     x0, world, source = resolve_origin(cfg, maps, masks, order)
+    warnings = check_growth(cfg.segmentations, masks, float(np.prod(maps.spacing)), force=cfg.force)
+    for w in warnings:
+        ctx.log(f"warning: {w} (fitted anyway: force is true)")
     ctx.log(f"anatomy {cfg.anatomy}: {maps.shape} voxels at {maps.spacing[0]:g} mm; {len(order)} segmentations "
             f"at days {sorted({s.time for s in cfg.segmentations})}; origin {np.round(world, 1).tolist()} ({source})")
     return PatientInputs(maps=maps, specs=[cfg.segmentations[i] for i in order], index=order, masks=masks[order],
-                         x0=x0, origin_world=[float(v) for v in world], origin_source=source, resampled=resampled)
+                         x0=x0, origin_world=[float(v) for v in world], origin_source=source, resampled=resampled,
+                         warnings=[f"{w} (fitted anyway: force is true)" for w in warnings])
+
+
+def bound_warnings(res, cfg: PatientConfig) -> list[str]:
+    """Warnings for estimates that end at a bound of the fit's box (the optimum may lie outside it).
+
+    An estimate counts as at a bound when its log lies within 0.1% of the box's log-width of it.
+    """
+    out = []
+    for key, name, est, (lo, hi) in (("D_bounds", "D_w", res.D_white, cfg.D_bounds),
+                                     ("rho_bounds", "rho", res.rho, cfg.rho_bounds)):
+        tol = 1e-3 * math.log(hi / lo)
+        for side, b in (("lower", lo), ("upper", hi)):
+            if abs(math.log(est / b)) <= tol:
+                out.append(f"{key}: the fitted {name} = {est:.4g} ends at the {side} bound {b:g}; the best fit may lie "
+                           f"outside [{lo:g}, {hi:g}] (widen {key}), and its interval is not reliable")
+    return out
 
 
 # ----------------------------------------------------------------------------- observations and fit
@@ -738,6 +802,9 @@ def run_patient(cfg: PatientConfig, ctx: RunContext) -> ExperimentResult:
     check_origin_in_tissue(domain, inputs.x0, field="origin_world")
     obs = build_observations(domain, inputs, cfg)
     res, mc, samples = fit_parameters(domain, obs, inputs.x0, cfg, ctx)
+    warnings = inputs.warnings + bound_warnings(res, cfg)
+    for w in warnings[len(inputs.warnings):]:
+        ctx.log(f"warning: {w}")
     fc = forecast(domain, res.D_white, res.rho, res.x0, cfg, ctx)
     idx = [int(np.argmin(np.abs(fc.t - t))) for t in fc.t_nifti]
     cm, plans = clinical_outputs(ctx.rundir, maps, domain, fc.t_nifti, fc.u[idx], cfg, tag="predicted")
@@ -745,6 +812,7 @@ def run_patient(cfg: PatientConfig, ctx: RunContext) -> ExperimentResult:
     agree = segmentation_agreement(domain, inputs, fc)
 
     metrics = _metrics(res, mc, demo, inputs, domain, fc, cm, series, agree)
+    metrics["warnings"] = warnings
     if demo:
         e = metrics["demo"]["errors"]
         ctx.log(f"  demo truth D_w = {demo['truth']['D_white']}, rho = {demo['truth']['rho']}: errors "
@@ -752,7 +820,8 @@ def run_patient(cfg: PatientConfig, ctx: RunContext) -> ExperimentResult:
     ctx.rundir.write_arrays("pipeline.npz", _figure_arrays(inputs, domain, fc, idx[-1], cm, plans, agree, series,
                                                            samples))
     tables = [estimate_table(res, mc, demo), agreement_table(agree), prediction_table(series, fc, cm, cfg)]
-    return ExperimentResult(metrics=metrics, tables=tables, notes=_notes(cfg, inputs, agree, demo))
+    notes = [f"WARNING: {w}" for w in warnings] + _notes(cfg, inputs, agree, demo)
+    return ExperimentResult(metrics=metrics, tables=tables, notes=notes)
 
 
 # ----------------------------------------------------------------------------- figures

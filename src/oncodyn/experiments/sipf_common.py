@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -79,7 +80,17 @@ def positive_list(v: list[float]) -> list[float]:
 
 def steps_of(t_end: float, dt: float, field_name: str = "t_end") -> int:
     """Number of steps ``t_end / dt``; must be a positive integer."""
-    n = round(t_end / dt)
+    ratio = t_end / dt
+    if not math.isfinite(ratio):  # inf/nan inputs, or a ratio beyond the float range
+        raise ValueError(f"{field_name}: must be a positive integer multiple of dt={dt}, got {t_end}")
+    n = round(ratio)
     if n < 1 or abs(n * dt - t_end) > 1e-9 * t_end:
         raise ValueError(f"{field_name}: must be a positive integer multiple of dt={dt}, got {t_end}")
     return n
+
+
+def diag_every_within(diag_every: int, n_steps: int, t_end: float, dt: float) -> None:
+    """Check that diagnostics are recorded during the run: 1 <= ``diag_every`` <= the run's steps."""
+    if not 1 <= diag_every <= n_steps:
+        raise ValueError(f"diag_every: must be in [1, {n_steps}] (the run has t_end / dt = {t_end:g} / {dt:g} = "
+                         f"{n_steps} steps), got {diag_every}")

@@ -11,17 +11,21 @@ import numpy as np
 from pydantic import field_validator, model_validator
 
 from oncodyn.chemotaxis.blowup import indicator
-from oncodyn.chemotaxis.driver import simulate
+from oncodyn.chemotaxis.driver import initial_particles, simulate
 from oncodyn.core.spectral import evaluate_on_grid, grid_axis
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, register
-from oncodyn.experiments.sipf_common import SIPFConfig, modes_list, positive_list, steps_of
+from oncodyn.experiments.sipf_common import SIPFConfig, diag_every_within, modes_list, positive_list, steps_of
 from oncodyn.io.rundir import RunDir
 
 NAME = "sipf-focusing"
 
 
 class FocusingConfig(SIPFConfig):
-    """S1: ``masses`` run at every H of ``modes_list`` to ``t_end``."""
+    """S1: ``masses`` run at every H of ``modes`` to ``t_end``, from the uniform ball of ``radius0``.
+
+    Attributes:
+        slice_points: points per axis of the saved slice of c at the largest H (>= max(modes)).
+    """
 
     masses: list[float] = [20.0, 80.0]
     modes: list[int] = [12, 16, 24]
@@ -40,7 +44,11 @@ class FocusingConfig(SIPFConfig):
 
     @model_validator(mode="after")
     def _steps(self):
-        steps_of(self.t_end, self.dt)
+        n_steps = steps_of(self.t_end, self.dt)
+        diag_every_within(self.diag_every, n_steps, self.t_end, self.dt)
+        if self.slice_points < max(self.modes):
+            raise ValueError(f"slice_points: must be >= the largest of modes ({max(self.modes)}: the slice of c is "
+                             f"evaluated from that many Fourier modes per axis), got {self.slice_points}")
         return self
 
 
@@ -84,9 +92,10 @@ def run_focusing(cfg: FocusingConfig, ctx: RunContext) -> ExperimentResult:
     H_main = max(cfg.modes)
     series, slices, clouds, metrics = {}, {}, {}, {"runs": []}
     for m in cfg.masses:
+        x0 = initial_particles(cfg.params(m), cfg.n_particles, cfg.seed, cfg.radius0)  # the same points at every H
         for H in cfg.modes:
             ctx.log(f"S1: M0={m:g}, H={H}, P={cfg.n_particles}, {cfg.variant}, {n_steps} steps")
-            res = simulate(cfg.params(m), cfg.options(ctx.device, n_modes=H), cfg.t_end, seed=cfg.seed,
+            res = simulate(cfg.params(m), cfg.options(ctx.device, n_modes=H), cfg.t_end, seed=cfg.seed, x0=x0,
                            diag_every=cfg.diag_every, snapshot_steps=[n_steps], progress=ctx.progress,
                            desc=f"M0={m:g} H={H}",
                            checkpoint_path=ctx.rundir.checkpoint(f"M{m:g}_H{H}"))
@@ -125,7 +134,8 @@ def run_focusing(cfg: FocusingConfig, ctx: RunContext) -> ExperimentResult:
         published = {20.0: "diffuses; ‖c‖∞ similar for all H", 80.0: "concentrates at origin; ‖c‖∞ differs strongly with H"}
         rows.append([f"{m:g}", published.get(float(m), "-"), behaviour, m2[-1] / m2[0], frac, spread])
     table = Comparison(
-        title=f"S1 focusing (T={cfg.t_end:g}, P={cfg.n_particles}, H={cfg.modes}, dt={cfg.dt:g}, variant={cfg.variant}, seed={cfg.seed})",
+        title=f"S1 focusing (T={cfg.t_end:g}, P={cfg.n_particles}, H={cfg.modes}, dt={cfg.dt:g}, variant={cfg.variant}, "
+              f"radius0={cfg.radius0:g}, seed={cfg.seed})",
         columns=["M0", "published", "ours", "m2(T)/m2(0)", "fraction within 0.1 of the origin", "max/min ‖c‖∞(T) over H"],
         rows=rows,
         note="'concentrates' means the second moment decreased over [0, T]. The spread of ‖c‖∞(T) "
