@@ -48,15 +48,16 @@ def test_d2_tracked_to_eight_tenths_of_the_moment_law_time(tmp_path):
     assert m["f1.5"]["fraction_of_moment_law_time"] >= 0.8
 
 
-def test_d3_radial_reference_2d_sub_critical(tmp_path):
-    m = _run("deeplagrangian-radial", tmp_path, "--set", "cases=[2d-sub]")["2d-sub"]
+@pytest.mark.parametrize("case", ["2d-sub", "3d-sub"])
+def test_d3_radial_reference_sub_critical(case, tmp_path):
+    m = _run("deeplagrangian-radial", tmp_path, "--set", f"cases=[{case}]")[case]
     assert m["worst_relative_l2"] <= 0.03 and m["worst_max_rel_error"] <= 0.05
 
 
-@pytest.mark.parametrize("case", ["2d-super", "3d-sub", "3d-super"])
-@pytest.mark.xfail(strict=True, reason="systematic under-concentration: worst max-p errors 58 % (2d-super), 8.5 % "
-                                       "(3d-sub), 82 % (3d-super) (README, D3)")
-def test_d3_radial_reference_open_cases(case, tmp_path):
+@pytest.mark.parametrize("case", ["2d-super", "3d-super"])
+@pytest.mark.xfail(strict=True, reason="met to ~0.7 T*, missed at 0.9 T*: worst max-p errors 33 % (2d-super) and "
+                                       "39 % (3d-super), with the spline couplings (README, D3)")
+def test_d3_radial_reference_super_critical(case, tmp_path):
     m = _run("deeplagrangian-radial", tmp_path, "--set", f"cases=[{case}]")[case]
     assert m["worst_relative_l2"] <= 0.03 and m["worst_max_rel_error"] <= 0.05
 
