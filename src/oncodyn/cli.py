@@ -9,6 +9,10 @@ saved file), printed as one message without a traceback; 1 for an unexpected err
 its type and text, with the full traceback in ``<run>/error.log`` (on stderr where there is no
 run directory); 130 when interrupted. A run's ``meta.json`` ends with ``status`` ``finished``,
 ``failed`` (with ``error``) or ``interrupted``.
+
+Rerunning into a used ``--out``: the same configuration resumes (finished pieces and checkpoints
+are kept); another configuration is refused (exit 2) unless ``--force``, which empties the run
+directory first.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import traceback
 from pathlib import Path
 
 from oncodyn.config import ConfigError, dump_config, load_config
+from oncodyn.core.atomic import TMP_PREFIX, remove_stale, write_text
 
 EXPECTED_ERRORS = (ConfigError, ValueError)  # their messages are written for the user
 
@@ -40,8 +45,7 @@ def _report(e: Exception, rundir: Path | None = None) -> int:
     log = None
     if rundir is not None:
         try:
-            log = rundir / "error.log"
-            log.write_text("".join(traceback.format_exception(e)))
+            log = write_text(rundir / "error.log", "".join(traceback.format_exception(e)))
         except OSError:
             log = None
     where = f" (traceback in {log})" if log is not None else ""
@@ -64,12 +68,44 @@ def _experiment(name: str):
         raise ConfigError(e.args[0] if e.args else f"unknown experiment {name!r}") from None
 
 
-def _open_rundir(out: Path, config_text: str, meta: dict):
+RUN_FILES = ("config.yaml", "meta.json", "error.log")  # what a run writes before any work
+
+
+def _used(out: Path) -> list[str]:
+    """Names of what ``out`` holds beyond a run's own bookkeeping (results, figures, checkpoints...)."""
+    if not out.is_dir():
+        return []
+    return sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES
+                  and not p.name.startswith(TMP_PREFIX) and (not p.is_dir() or any(q.is_file() for q in p.rglob("*"))))
+
+
+def _clear(out: Path) -> None:
+    """Empty the run directory ``out`` (``--force``); a folder that is not a run directory is refused."""
+    import shutil
+
+    if not any(out.iterdir()):
+        return
+    if not ((out / "config.yaml").is_file() or (out / "meta.json").is_file()):
+        raise ConfigError(f"--out {out} is not empty and is not a run directory (no config.yaml or meta.json); "
+                          "--force only clears run directories")
+    for p in out.iterdir():
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+def _open_rundir(out: Path, config_text: str, meta: dict, force: bool = False):
     """The run directory ``out`` with the resolved config and a ``running`` meta.json written.
 
+    An ``out`` that holds outputs of a run with another configuration is refused, unless ``force``,
+    which empties it first (as does ``force`` with the same configuration: a fresh start). With the
+    same configuration and no ``force`` the run resumes: what is there is kept.
+
     Raises:
-        ConfigError: ``out`` holds checkpoints or results of another configuration, or cannot be
-            used (an existing file, a path under a file, no permission, ...).
+        ConfigError: ``out`` holds outputs of another configuration (without ``force``), or cannot
+            be used (an existing file, a path under a file, no permission, ...); in both cases
+            nothing in ``out`` was changed.
     """
     from oncodyn.io.rundir import RunDir
 
@@ -77,10 +113,16 @@ def _open_rundir(out: Path, config_text: str, meta: dict):
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {out} is an existing file, not a directory")
         old = out / "config.yaml"
-        kept = [d for d in ("checkpoints", "results", "snapshots") if (out / d).is_dir() and any((out / d).iterdir())]
-        if kept and old.exists() and old.read_text() != config_text:
-            raise ConfigError(f"{out} holds {' and '.join(kept)} of a run with a different configuration; "
-                              "resume with the same settings or choose another --out")
+        if force and out.is_dir():
+            _clear(out)
+        else:
+            used = _used(out)
+            if used and old.is_file() and old.read_text() != config_text:
+                shown = ", ".join(used[:4]) + (", ..." if len(used) > 4 else "")
+                raise ConfigError(f"--out {out} holds the outputs ({shown}) of a run with a different configuration; "
+                                  "rerun with the same settings to resume, choose another --out, or add --force "
+                                  "to delete them and start afresh")
+            remove_stale(out)  # temporaries of an earlier run that was killed mid-write
         rd = RunDir(out)
         (rd.path / "error.log").unlink(missing_ok=True)  # of an earlier failed attempt
         rd.write_config(config_text)
@@ -124,7 +166,7 @@ def _cmd_run(args) -> int:
     device = resolve_device(cfg.device)
     out = Path(args.out or f"runs/{args.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     meta = dict(experiment=exp.name, seed=cfg.seed, device=device, preset=preset)
-    rd = _open_rundir(out, dump_config(cfg), meta)
+    rd = _open_rundir(out, dump_config(cfg), meta, force=args.force)
     log = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
     ctx = RunContext(rundir=rd, device=device, progress=not args.quiet, log=log)
     try:
@@ -188,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quick", action="store_true", help="small size that finishes in seconds")
     r.add_argument("--preset", help="named size preset of the experiment (e.g. demo, full)")
     r.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    r.add_argument("--force", action="store_true",
+                   help="empty --out first (its results, figures and checkpoints are deleted) and start afresh")
     r.set_defaults(fn=_cmd_run)
 
     b = sub.add_parser("bench", help="side-by-side timings with ratios")

@@ -31,7 +31,6 @@ Pieces:
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from torch import nn
 
 from oncodyn.chemotaxis.interpolate import catmull_rom_gradient, register_interpolator
 from oncodyn.chemotaxis.models import _require
+from oncodyn.core.atomic import save_torch
 from oncodyn.core.safeload import load_torch
 
 #: Receptive-field half-width of :class:`InterpolatorCNN` in bins: 6 layers of 3-kernels.
@@ -471,9 +471,7 @@ def build_training_data(options: TrainOptions) -> tuple[torch.Tensor, torch.Tens
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    save_torch(path, obj)
 
 
 def _load_checkpoint(path: Path, options: TrainOptions) -> dict:

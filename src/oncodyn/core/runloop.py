@@ -4,18 +4,26 @@ A solver has ``init(...) -> state`` and ``step(state, noise) -> state``; a *trac
 the state every ``every`` steps (records diagnostics, snapshots) and can be saved and
 restored so an interrupted run resumes where it stopped. :func:`run` is the only place a
 progress bar is drawn; kernels stay pure.
+
+Checkpoints (:class:`Checkpointer`) are written atomically and carry a checksum of their arrays
+and the hash of the run's configuration; one that is damaged or belongs to another
+configuration is set aside as ``<name>.corrupt`` and that simulation restarts from its start.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from oncodyn.core.safeload import load_npz
+from oncodyn.core.atomic import save_npz
+from oncodyn.core.safeload import UnreadableFileError, load_npz
 
 
 class Tracker(Protocol):
@@ -95,35 +103,114 @@ class StopRun(Exception):
     """Raised by a tracker to end a run early (the state so far is kept)."""
 
 
-class Checkpointer:
-    """Atomic ``.npz`` checkpoints of the solver state and the trackers.
+class CheckpointPath(str):
+    """A checkpoint file name (a ``str``) that also carries the hash of its run's configuration.
 
-    Args:
-        path: checkpoint file (written as ``path.tmp`` then renamed).
-        every: steps between checkpoints.
-        to_arrays / from_arrays: state (de)serialisers.
+    :meth:`oncodyn.io.rundir.RunDir.checkpoint` returns one, so the drivers that pass a
+    ``checkpoint_path`` string through to :class:`Checkpointer` need not know about the config.
     """
 
-    def __init__(self, path: str, every: int, to_arrays: Callable, from_arrays: Callable):
+    config_hash: str | None
+
+    def __new__(cls, path: str | os.PathLike, config_hash: str | None = None):
+        obj = super().__new__(cls, os.fspath(path))
+        obj.config_hash = config_hash
+        return obj
+
+    def __reduce__(self):  # keeps the hash across process boundaries (worker pools)
+        return (CheckpointPath, (str(self), self.config_hash))
+
+
+class CheckpointSetAside(UserWarning):
+    """A checkpoint was damaged or of another configuration and was renamed ``<name>.corrupt``."""
+
+
+_META = "__checkpoint__/"  # keys of the integrity fields inside the file
+
+
+def payload_checksum(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of ``arrays`` (in name order)."""
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(repr((k, a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+class Checkpointer:
+    """Atomic ``.npz`` checkpoints of the solver state and the trackers, checked on resuming.
+
+    Besides ``state/*`` and ``tracker<i>/*`` the file holds ``__checkpoint__/config_hash`` (the
+    run's configuration hash, empty when none is known) and ``__checkpoint__/checksum`` (SHA-256
+    of every other array, :func:`payload_checksum`).
+
+    Args:
+        path: checkpoint file (written through :func:`oncodyn.core.atomic.save_npz`). A
+            :class:`CheckpointPath` brings its ``config_hash``.
+        every: steps between checkpoints.
+        to_arrays / from_arrays: state (de)serialisers.
+        config_hash: hash of the run's configuration (default: that of ``path``, if any). A file
+            written under another hash is not resumed from.
+    """
+
+    def __init__(self, path: str, every: int, to_arrays: Callable, from_arrays: Callable,
+                 config_hash: str | None = None):
+        self.config_hash = config_hash if config_hash is not None else getattr(path, "config_hash", None)
         self.path, self.every, self.to_arrays, self.from_arrays = str(path), max(1, int(every)), to_arrays, from_arrays
+        self.set_aside: str | None = None  # the .corrupt name of a checkpoint that load() refused
 
     def save(self, state, trackers: Sequence[Tracker]) -> None:
         d = {f"state/{k}": v for k, v in self.to_arrays(state).items()}
         for i, tr in enumerate(trackers):
             d.update({f"tracker{i}/{k}": v for k, v in tr.state_dict().items()})
-        tmp = self.path + ".tmp.npz"
-        np.savez(tmp, **d)
-        os.replace(tmp, self.path)
+        d[_META + "config_hash"] = np.array(self.config_hash or "")
+        d[_META + "checksum"] = np.array(payload_checksum(d))
+        save_npz(self.path, d, compressed=False)
+
+    def _problem(self, d: dict[str, np.ndarray]) -> str | None:
+        """Why the arrays ``d`` read from the file must not be resumed from, or ``None``."""
+        stored = d.pop(_META + "checksum", None)
+        if stored is None:
+            return "it has no checksum (written by an older version)"
+        if str(stored) != payload_checksum(d):
+            return "its checksum does not match its content"
+        saved_hash = str(d.pop(_META + "config_hash", ""))
+        if self.config_hash is not None and saved_hash != self.config_hash:
+            return "it was written by a run with a different configuration"
+        return None
+
+    def _set_aside(self, why: str) -> None:
+        aside = self.path + ".corrupt"
+        os.replace(self.path, aside)
+        self.set_aside = aside
+        warnings.warn(f"checkpoint {self.path} was set aside as {Path(aside).name} ({why}); "
+                      "this simulation restarts from its start", CheckpointSetAside, stacklevel=3)
 
     def load(self, trackers: Sequence[Tracker]):
         """The saved state (and trackers restored in place), or ``None`` if there is none.
 
+        A file that is damaged (unreadable, or its checksum does not match) or that carries
+        another configuration hash is renamed ``<path>.corrupt`` with a
+        :class:`CheckpointSetAside` warning naming it, and ``None`` is returned (start afresh).
+
         Raises:
-            oncodyn.core.safeload.UnreadableFileError: the file is damaged or holds pickled objects.
+            oncodyn.core.safeload.UnreadableFileError: the file holds pickled objects (refused,
+                never executed, and left in place).
         """
         if not os.path.exists(self.path):
             return None
-        d = load_npz(self.path, "run checkpoint")
+        try:
+            d = load_npz(self.path, "run checkpoint")
+        except UnreadableFileError as e:
+            if e.holds_code:
+                raise
+            self._set_aside(f"it cannot be read: {e.reason}")
+            return None
+        why = self._problem(d)
+        if why is not None:
+            self._set_aside(why)
+            return None
         for i, tr in enumerate(trackers):
             p = f"tracker{i}/"
             tr.load_state_dict({k[len(p):]: v for k, v in d.items() if k.startswith(p)})

@@ -18,7 +18,16 @@ import numpy as np
 
 
 class UnreadableFileError(ValueError):
-    """A file that is damaged, foreign, or would need code to load; the message names the file."""
+    """A file that is damaged, foreign, or would need code to load; the message names the file.
+
+    Attributes:
+        reason: why, in one line (the message without the file's name).
+        holds_code: the file holds pickled objects (rather than being merely damaged or foreign).
+    """
+
+    def __init__(self, message: str, reason: str = "", holds_code: bool = False):
+        super().__init__(message)
+        self.reason, self.holds_code = reason or message, holds_code
 
 
 def load_npz(path: str | Path, what: str = "array file") -> dict[str, np.ndarray]:
@@ -45,9 +54,10 @@ def load_npz(path: str | Path, what: str = "array file") -> dict[str, np.ndarray
     except FileNotFoundError:
         raise
     except Exception as e:  # noqa: BLE001 - any failure means the file is not a plain array file
-        reason = ("it holds pickled Python objects" if "pickle" in str(e)
+        pickled = "pickle" in str(e)
+        reason = ("it holds pickled Python objects" if pickled
                   else f"{type(e).__name__}: {' '.join(str(e).split())}")
-        raise UnreadableFileError(f"{what} {path} cannot be read safely: {reason}") from None
+        raise UnreadableFileError(f"{what} {path} cannot be read safely: {reason}", reason, pickled) from None
 
 
 def load_torch(path: str | Path, what: str = "weights file") -> Any:
@@ -71,7 +81,9 @@ def load_torch(path: str | Path, what: str = "weights file") -> Any:
             warnings.filterwarnings("ignore", message="Detected pickle protocol")  # foreign pickles
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure means the file is not a plain weights file
-        raise UnreadableFileError(f"{what} {path} cannot be read safely: {_reason(e)}") from None
+        reason = _reason(e)
+        raise UnreadableFileError(f"{what} {path} cannot be read safely: {reason}", reason,
+                                  reason.startswith("it holds more than")) from None
 
 
 def _reason(e: Exception) -> str:

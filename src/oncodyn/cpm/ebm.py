@@ -418,14 +418,14 @@ class PCDTrainer:
         """
         import torch
 
+        from oncodyn.core.atomic import save_torch
+
         blob = {"format": CHECKPOINT_FORMAT, "it": int(self.it), "model": self.model.state_dict(),
                 "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
                 "chains": [{"sigma": torch.from_numpy(c.sigma.copy()), "cell_type": torch.from_numpy(c.cell_type.copy()),
                             "mcs": float(c.mcs)} for c in self.chains],
                 "rng": self.rng.bit_generator.state, "log": asdict(self.log)}
-        tmp = str(path) + ".tmp"
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
+        save_torch(path, blob)
 
     def load(self, path: str) -> bool:
         """Restore from ``path`` if it exists; returns whether it did.

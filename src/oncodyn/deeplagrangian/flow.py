@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from oncodyn.core.atomic import save_torch
 from oncodyn.deeplagrangian.krnet import KRnetMap, KRnetSpec
 
 FORMAT = "oncodyn-deeplagrangian/1"
@@ -191,16 +191,13 @@ class FlowSolution:
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write the weights and description to ``path`` (atomic: temp file, then rename)."""
+        """Write the weights and description to ``path`` (atomic: temp file, fsync, rename)."""
         path = Path(path)
         head = {"format": FORMAT, "spec": asdict(self.chain.spec), "times": self.chain.times, "t0": self.chain.t0,
                 "base_net": self.chain.base_net is not None, "dtype": str(self.chain.mean.dtype).removeprefix("torch."),
                 "meta": self.meta}
         state = {k: v.detach().cpu() for k, v in self.chain.state_dict().items()}
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"head": json.dumps(head), "state": state}, tmp)
-        os.replace(tmp, path)
-        return path
+        return save_torch(path, {"head": json.dumps(head), "state": state})
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> "FlowSolution":

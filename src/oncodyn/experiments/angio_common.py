@@ -28,6 +28,7 @@ from pydantic import Field, field_validator, model_validator
 
 from oncodyn.chemotaxis.phks import BinGrid, InitialData, PHKSParams
 from oncodyn.config import ExperimentConfig
+from oncodyn.core.atomic import save_npz
 from oncodyn.core.safeload import load_npz
 from oncodyn.experiments.registry import RunContext
 from oncodyn.experiments.sipf_common import steps_of
@@ -106,12 +107,7 @@ def _load_cached(rd: RunDir, key: str, stamp: str) -> dict | None:
 
 
 def _save_cached(rd: RunDir, key: str, stamp: str, arrays: dict) -> None:
-    import os
-
-    path = rd.subdir("results") / f"{key}.npz"
-    tmp = str(path) + ".tmp.npz"
-    np.savez_compressed(tmp, stamp=np.array(stamp), **arrays)
-    os.replace(tmp, path)
+    save_npz(rd.subdir("results") / f"{key}.npz", {"stamp": np.array(stamp), **arrays})
 
 
 def run_fdm_reference(cfg: AngioConfig, initial: InitialData, ctx: RunContext, times: list[float],

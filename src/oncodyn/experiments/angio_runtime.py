@@ -18,6 +18,7 @@ from pydantic import Field
 
 from oncodyn.bench.angiogenesis import bench_angiogenesis
 from oncodyn.config import ExperimentConfig
+from oncodyn.core.atomic import write_json
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, register
 from oncodyn.io.rundir import RunDir
 
@@ -70,8 +71,8 @@ def run_runtime(cfg: RuntimeConfig, ctx: RunContext) -> ExperimentResult:
             f"n_particles={cfg.n_particles}", f"t_end={cfg.t_end}", f"dt={cfg.dt}", f"steps={cfg.steps}",
             f"classical_steps={cfg.classical_steps}", f"full_run={str(cfg.full_run).lower()}", f"device={ctx.device}"]
     res = bench_angiogenesis(sets=sets, progress=ctx.progress)
-    (ctx.rundir.path / "timings.json").write_text(json.dumps(
-        [{**r, "n": int(str(r["bins"]).split("^")[0])} for r in res["rows"]], indent=1))
+    write_json(ctx.rundir.path / "timings.json", [{**r, "n": int(str(r["bins"]).split("^")[0])} for r in res["rows"]],
+               indent=1)
     cols = ["method", "bins", "P", "published total (s)", "our time per step (s)", "our projected total (s)",
             "speed-up vs classical SIPF", "speed-up vs FDM"]
     tables = []

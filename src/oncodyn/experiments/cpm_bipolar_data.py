@@ -12,11 +12,11 @@ and 3, one biological type); the snapshots keep two types (3 → 2). The random 
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 from pydantic import Field, field_validator
 
+from oncodyn.core.atomic import save_npz
 from oncodyn.core.safeload import load_npz
 from oncodyn.cpm.lattice import CPMState, Lattice
 from oncodyn.cpm.observables import fragmented_cells
@@ -94,10 +94,8 @@ def bipolar_snapshots(cfg: BipolarDataConfig, rd: RunDir, progress: bool = True)
             sigma0 = st.sigma.copy()
             smp = build_sampler(cfg.sampler, st, ham, cfg.seed * 100_003 + i)
             smp.sweep(cfg.mcs)
-            tmp = str(path) + ".tmp.npz"
-            np.savez_compressed(tmp, sigma=smp.state.sigma, sigma_start=sigma0, cell_type=bipolar_types(st.cell_type),
-                                poles=st.meta["poles"], setting=np.array(setting))
-            os.replace(tmp, path)
+            save_npz(path, dict(sigma=smp.state.sigma, sigma_start=sigma0, cell_type=bipolar_types(st.cell_type),
+                                poles=st.meta["poles"], setting=np.array(setting)))
         z = load_npz(path, "snapshot file")
         data.append(_state(cfg.shape, z["sigma"], z["cell_type"]))
         starts.append(_state(cfg.shape, z["sigma_start"], z["cell_type"]))
@@ -115,9 +113,9 @@ def bipolar_start(cfg: BipolarDataConfig, i: int, offset: int = 0):
           "NeuralCPM N3 data: bipolar-axis snapshots (type 2 pulled to two opposite poles) and their random starts")
 def run_bipolar_data(cfg: BipolarDataConfig, ctx: RunContext) -> ExperimentResult:
     data, starts, poles = bipolar_snapshots(cfg, ctx.rundir, ctx.progress)
-    np.savez_compressed(ctx.rundir.path / "snapshots_bipolar.npz", sigma=np.stack([s.sigma for s in data]),
-                        cell_type=np.stack([s.cell_type for s in data]),
-                        sigma_start=np.stack([s.sigma for s in starts]), poles=np.stack(poles))
+    ctx.rundir.write_arrays("snapshots_bipolar.npz", dict(sigma=np.stack([s.sigma for s in data]),
+                            cell_type=np.stack([s.cell_type for s in data]),
+                            sigma_start=np.stack([s.sigma for s in starts]), poles=np.stack(poles)))
     vr = volume_range(data)
     r_data, r_start = mean_bipolar_ratio(data), mean_bipolar_ratio(starts)
     rows = []

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import numpy as np
 from pydantic import field_validator
 
 from oncodyn.config import ExperimentConfig
+from oncodyn.core.atomic import save_npz
 from oncodyn.core.safeload import load_npz
 from oncodyn.cpm.samplers import ApproxParallelSampler, MetropolisSampler, ParallelMetropolisSampler
 from oncodyn.io.rundir import RunDir
@@ -57,9 +57,7 @@ def cached_result(rd: RunDir, name: str, compute: Callable[[], dict[str, np.ndar
     if path.exists():
         return load_npz(path, "results file")
     arrays = compute()
-    tmp = str(path) + ".tmp.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    save_npz(path, arrays)
     return arrays
 
 

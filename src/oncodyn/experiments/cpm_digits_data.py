@@ -9,11 +9,11 @@ bundled with scikit-learn (no download). The lattice is the published 100×100.
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 from pydantic import Field
 
+from oncodyn.core.atomic import save_npz
 from oncodyn.core.safeload import load_npz
 from oncodyn.cpm.lattice import CPMState, Lattice
 from oncodyn.cpm.sample_metrics import DigitClassifier, classifier_score, f_frag, f_vol, volume_range
@@ -69,9 +69,8 @@ def digit_snapshots(cfg: DigitsDataConfig, rd: RunDir, progress: bool = True) ->
             st, ham = digit_start(cfg, i)
             smp = build_sampler(cfg.sampler, st, ham, cfg.seed * 100_003 + i)
             smp.sweep(cfg.mcs)
-            tmp = str(path) + ".tmp.npz"
-            np.savez_compressed(tmp, sigma=smp.state.sigma, cell_type=st.cell_type, label=int(digits.target[i % len(digits.target)]))
-            os.replace(tmp, path)
+            save_npz(path, dict(sigma=smp.state.sigma, cell_type=st.cell_type,
+                                label=int(digits.target[i % len(digits.target)])))
         z = load_npz(path, "snapshot file")
         states.append(CPMState(Lattice(tuple(cfg.shape)), z["sigma"], z["cell_type"]))
         labels.append(int(z["label"]))
@@ -90,8 +89,8 @@ def digit_start(cfg: DigitsDataConfig, i: int, offset: int = 0):
           "NeuralCPM N2 data: cellular-digit snapshots (sklearn digits) and the digit classifier for CS")
 def run_digits_data(cfg: DigitsDataConfig, ctx: RunContext) -> ExperimentResult:
     states, labels = digit_snapshots(cfg, ctx.rundir, ctx.progress)
-    np.savez_compressed(ctx.rundir.path / "snapshots_digits.npz", sigma=np.stack([s.sigma for s in states]),
-                        cell_type=np.stack([s.cell_type for s in states]), label=np.array(labels))
+    ctx.rundir.write_arrays("snapshots_digits.npz", dict(sigma=np.stack([s.sigma for s in states]),
+                            cell_type=np.stack([s.cell_type for s in states]), label=np.array(labels)))
     n_train = max(2, int(round(len(states) * (1 - cfg.held_out))))
     clf = DigitClassifier().fit(states[:n_train], labels[:n_train])
     acc = clf.accuracy(states[n_train:], labels[n_train:]) if n_train < len(states) else float("nan")

@@ -12,11 +12,11 @@ where it stopped, and the whole set is gathered in ``snapshots_<K>.npz`` (``sigm
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 from pydantic import Field
 
+from oncodyn.core.atomic import save_npz
 from oncodyn.core.safeload import load_npz
 from oncodyn.cpm.observables import summary
 from oncodyn.cpm.scenarios import NEURALCPM_LAMBDA, NEURALCPM_TYPES, neuralcpm_sorting
@@ -81,16 +81,14 @@ def run_neural_data(cfg: NeuralDataConfig, ctx: RunContext) -> ExperimentResult:
             path = d / f"snap_{i:04d}.npz"
             if not path.exists():
                 end, seed = sorting_snapshot(kind, cfg, i, cfg.temperature)
-                tmp = str(path) + ".tmp.npz"
-                np.savez_compressed(tmp, sigma=end.sigma, cell_type=end.cell_type, mcs=end.mcs, seed=seed)
-                os.replace(tmp, path)
+                save_npz(path, dict(sigma=end.sigma, cell_type=end.cell_type, mcs=end.mcs, seed=seed))
             z = load_npz(path, "snapshot file")
             sig.append(z["sigma"])
             types.append(z["cell_type"])
             from oncodyn.cpm.lattice import CPMState, Lattice
 
             obs.append(summary(CPMState(Lattice(tuple(cfg.shape)), sig[-1], types[-1]), order=1))
-        np.savez_compressed(ctx.rundir.path / f"snapshots_{kind}.npz", sigma=np.stack(sig), cell_type=np.stack(types))
+        ctx.rundir.write_arrays(f"snapshots_{kind}.npz", dict(sigma=np.stack(sig), cell_type=np.stack(types)))
         mean = {k: float(np.mean([o[k] for o in obs])) for k in obs[0]}
         metrics[kind] = mean
         arrays[f"{kind}_sigma"], arrays[f"{kind}_types"] = np.stack(sig[:4]), np.stack(types[:4])

@@ -12,12 +12,12 @@ The run writes ``nsipf_cnn_d{dim}_v1.pt`` (the versioned weights artefact) and t
 
 from __future__ import annotations
 
-import shutil
 from typing import Literal
 
 from pydantic import Field
 
 from oncodyn.config import ExperimentConfig
+from oncodyn.core.atomic import copy_file
 from oncodyn.experiments.registry import Comparison, ExperimentResult, RunContext, register
 from oncodyn.io.rundir import RunDir
 
@@ -80,7 +80,7 @@ def run_train(cfg: TrainConfig, ctx: RunContext) -> ExperimentResult:
     if cfg.install:
         dest = shipped_weights_path(cfg.dim)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(res.weights_path, dest)
+        copy_file(res.weights_path, dest)
         notes.append(f"weights installed at {dest}")
     table = Comparison(
         title=f"NSIPF interpolator training ({cfg.dim}D, patch {cfg.patch}^{cfg.dim}, {res.n_train} training / "

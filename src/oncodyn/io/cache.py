@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oncodyn.core.atomic import save_npy
 from oncodyn.core.safeload import load_npz
 
 
@@ -51,9 +52,7 @@ def cached_array(kind: str, key: str, compute: Callable[[], np.ndarray]) -> np.n
     out = compute()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, out)
-        os.replace(tmp, path)
+        save_npy(path, out)
     except OSError:
         pass  # a read-only home still runs, uncached
     return out

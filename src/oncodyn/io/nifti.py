@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oncodyn.core.atomic import atomic_path
 from oncodyn.tumour.anatomy import volume_geometry
 from oncodyn.tumour.domain import TissueMaps
 from oncodyn.tumour.model import require
@@ -66,7 +67,8 @@ def _write(path, data: np.ndarray, maps: TissueMaps, name: str) -> Path:
         img.set_sform(affine, code="scanner")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(img, str(path))
+    with atomic_path(path) as tmp:  # the temporary name ends in ``.nii``/``.nii.gz`` like path's
+        nib.save(img, str(tmp))
     return path
 
 

@@ -12,13 +12,16 @@ Layout of ``<out>/``::
     particles.npz     particle snapshots [P, d] by name
     figures/*.png     figures
     report.md         the comparison tables and figure list
-    checkpoints/      resumable state of unfinished simulations
+    checkpoints/      resumable state of unfinished simulations (each carries the hash of
+                      config.yaml and a checksum; see :class:`oncodyn.core.runloop.Checkpointer`)
+
+Every file is written atomically (:mod:`oncodyn.core.atomic`): it appears complete or not at all.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import platform
 import sys
 import time
@@ -27,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from oncodyn.core import atomic
+from oncodyn.core.runloop import CheckpointPath
 from oncodyn.core.safeload import load_npz
 
 
@@ -57,10 +62,13 @@ def _jsonable(x: Any) -> Any:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Atomic JSON write."""
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(data), indent=2))
-    os.replace(tmp, path)
+    """Atomic JSON write (NumPy scalars and arrays as plain values, inf/nan as strings)."""
+    atomic.write_json(path, _jsonable(data), indent=2)
+
+
+def config_hash(text: str) -> str:
+    """The hash a run's checkpoints carry: SHA-256 of its resolved ``config.yaml`` text."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class RunDir:
@@ -70,19 +78,32 @@ class RunDir:
         self.path = Path(path)
         (self.path / "figures").mkdir(parents=True, exist_ok=True)
         self.t0 = time.perf_counter()
+        self._config_hash: str | None = None
 
     @property
     def figures(self) -> Path:
         return self.path / "figures"
 
-    def checkpoint(self, name: str) -> str:
-        """Path of a named checkpoint file (its folder is created)."""
+    @property
+    def config_hash(self) -> str | None:
+        """Hash of the config written by :meth:`write_config` (else of an existing config.yaml)."""
+        if self._config_hash is None and (self.path / "config.yaml").is_file():
+            self._config_hash = config_hash((self.path / "config.yaml").read_text())
+        return self._config_hash
+
+    def checkpoint(self, name: str) -> CheckpointPath:
+        """Path of a named checkpoint file (its folder is created).
+
+        The path (a ``str``) carries :attr:`config_hash`, which a
+        :class:`~oncodyn.core.runloop.Checkpointer` stores in the file and checks on resuming.
+        """
         d = self.path / "checkpoints"
         d.mkdir(exist_ok=True)
-        return str(d / f"{name}.npz")
+        return CheckpointPath(d / f"{name}.npz", config_hash=self.config_hash)
 
     def write_config(self, text: str) -> None:
-        (self.path / "config.yaml").write_text(text)
+        atomic.write_text(self.path / "config.yaml", text)
+        self._config_hash = config_hash(text)
 
     def write_meta(self, **meta) -> None:
         meta = {"versions": versions(), "command": " ".join(sys.argv), **meta}
@@ -101,9 +122,12 @@ class RunDir:
         """Write an ``xarray.Dataset`` as ``<name>.nc`` (or ``.zarr`` if name ends so)."""
         p = self.path / name
         if name.endswith(".zarr"):
-            ds.to_zarr(p, mode="w")
-        else:
-            ds.to_netcdf(p if name.endswith(".nc") else p.with_suffix(".nc"))
+            with atomic.atomic_dir(p) as tmp:
+                ds.to_zarr(tmp, mode="w")
+            return p
+        p = p if name.endswith(".nc") else p.with_suffix(".nc")
+        with atomic.atomic_path(p) as tmp:
+            ds.to_netcdf(tmp)
         return p
 
     def read_dataset(self, name: str):
@@ -113,8 +137,8 @@ class RunDir:
         return xr.open_zarr(p) if name.endswith(".zarr") else xr.load_dataset(p)
 
     def write_arrays(self, name: str, arrays: dict[str, np.ndarray]) -> None:
-        """Named arrays as one compressed ``.npz``."""
-        np.savez_compressed(self.path / name, **arrays)
+        """Named arrays as one compressed ``<name>`` (``.npz`` appended if missing)."""
+        atomic.save_npz(self.path / (name if name.endswith(".npz") else f"{name}.npz"), arrays)
 
     def read_arrays(self, name: str) -> dict[str, np.ndarray]:
         """The arrays of ``<name>`` (``.npz``), read without pickle (see :mod:`oncodyn.core.safeload`)."""
@@ -133,7 +157,7 @@ class RunDir:
         return d
 
     def write_report(self, text: str) -> None:
-        (self.path / "report.md").write_text(text)
+        atomic.write_text(self.path / "report.md", text)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0

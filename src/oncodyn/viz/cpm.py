@@ -146,6 +146,7 @@ def animation(path, frames: Sequence[object], times: Sequence[float] | None = No
     """
     from matplotlib import animation as manim
 
+    from oncodyn.core.atomic import atomic_path
     from oncodyn.viz.figures import _plt
 
     plt = _plt()
@@ -185,7 +186,8 @@ def animation(path, frames: Sequence[object], times: Sequence[float] | None = No
 
     anim = manim.FuncAnimation(fig, update, frames=len(pairs), blit=False)
     try:
-        anim.save(str(path), writer=writer, dpi=100)
+        with atomic_path(path) as tmp:  # the temporary name ends in path's, so the format is the same
+            anim.save(str(tmp), writer=writer, dpi=100)
     finally:
         plt.close(fig)
     return path

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oncodyn.core.atomic import save_figure
 from oncodyn.core.fitting import fit_slope
 
 
@@ -24,13 +25,16 @@ def _plt():
 
 
 def _save(fig, path: Path, title: str = "") -> Path:
-    """Title, tight layout, write PNG, close; returns the path."""
+    """Title, tight layout, write the PNG atomically (:func:`oncodyn.core.atomic.save_figure`),
+    close; returns the path."""
     plt = _plt()
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
     return Path(path)
 
 
